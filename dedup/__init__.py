@@ -1,0 +1,1 @@
+"""Exact and perceptual-hash duplicate detection for small grayscale images."""

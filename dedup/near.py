@@ -1,0 +1,189 @@
+"""Near duplicates: images within a perceptual-hash Hamming distance.
+
+Two glyph images are near duplicates when the Hamming distance between their
+hashes is at most ``max_distance``. Near-uniform images (a blank box, a letter
+that fills the box) are the exception: their hashes are degenerate (phash
+``8000000000000000`` for any uniform image, dark or light), so they are never
+compared by hash. They are compared by pixels instead, with each other only:
+two near-uniform images are near duplicates when their mean absolute pixel
+difference is at most ``NEAR_UNIFORM_MAX_MEAN_DIFFERENCE``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .hashing import HashSpec, ImageHashes
+from .search import NearPairs, find_near_pairs, find_near_pairs_between
+
+# An image whose darkest and lightest pixels differ by at most this much (of
+# 255) carries too little structure for a perceptual hash.
+NEAR_UNIFORM_MAX_RANGE = 24
+NEAR_UNIFORM_MAX_MEAN_DIFFERENCE = 8.0
+
+# Distance recorded for a pair decided by pixels rather than by hash.
+PIXEL_DECIDED = -1
+
+
+@dataclass(frozen=True)
+class DedupSettings:
+    """What defines a near duplicate; part of every build's identity."""
+
+    method: str = "phash"
+    hash_size: int = 8
+    max_distance: int = 4
+
+    def __post_init__(self) -> None:
+        HashSpec(self.method, self.hash_size)  # validates both
+        bits = self.hash_size * self.hash_size
+        if not 0 <= self.max_distance < bits:
+            raise ValueError(
+                f"max_distance must be between 0 and {bits - 1} for {bits}-bit "
+                f"hashes, got {self.max_distance}"
+            )
+
+    @property
+    def hash_spec(self) -> HashSpec:
+        return HashSpec(self.method, self.hash_size)
+
+    def to_dict(self) -> dict:
+        return {
+            "method": self.method,
+            "hash_size": self.hash_size,
+            "max_distance": self.max_distance,
+            "near_uniform_max_range": NEAR_UNIFORM_MAX_RANGE,
+            "near_uniform_max_mean_difference": NEAR_UNIFORM_MAX_MEAN_DIFFERENCE,
+        }
+
+
+def near_uniform_mask(pixels: np.ndarray) -> np.ndarray:
+    """Return True for each image whose pixel range is at most NEAR_UNIFORM_MAX_RANGE."""
+    flat = pixels.reshape(len(pixels), -1)
+    if len(flat) == 0:
+        return np.zeros(0, dtype=bool)
+    spread = flat.max(axis=1).astype(np.int16) - flat.min(axis=1)
+    return spread <= NEAR_UNIFORM_MAX_RANGE
+
+
+@dataclass
+class ImageSet:
+    """What near-duplicate search needs about a set of images."""
+
+    hashes: ImageHashes
+    digests: np.ndarray  # (N, 2) uint64 pixel digests
+    labels: np.ndarray  # (N,) int64
+    near_uniform: np.ndarray  # (N,) bool
+    # Pixels of the near-uniform images only, in index order, flattened.
+    uniform_pixels: np.ndarray = field(repr=False, default=None)
+
+    @classmethod
+    def from_pixels(
+        cls, pixels: np.ndarray, hashes: ImageHashes, digests: np.ndarray, labels: np.ndarray
+    ) -> "ImageSet":
+        mask = near_uniform_mask(pixels)
+        uniform = pixels[mask].reshape(int(mask.sum()), -1)
+        return cls(hashes, digests, np.asarray(labels, np.int64), mask, uniform)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def subset(self, indices: np.ndarray) -> "ImageSet":
+        indices = np.asarray(indices, dtype=np.int64)
+        position = np.cumsum(self.near_uniform) - 1
+        chosen_uniform = indices[self.near_uniform[indices]]
+        return ImageSet(
+            hashes=self.hashes[indices],
+            digests=self.digests[indices],
+            labels=self.labels[indices],
+            near_uniform=self.near_uniform[indices],
+            uniform_pixels=self.uniform_pixels[position[chosen_uniform]],
+        )
+
+    @staticmethod
+    def concatenate(sets: list["ImageSet"]) -> "ImageSet":
+        specs = {s.hashes.spec for s in sets}
+        if len(specs) != 1:
+            raise ValueError(f"cannot join image sets hashed differently: {sorted(map(str, specs))}")
+        return ImageSet(
+            hashes=ImageHashes(specs.pop(), np.concatenate([s.hashes.values for s in sets])),
+            digests=np.concatenate([s.digests for s in sets]),
+            labels=np.concatenate([s.labels for s in sets]),
+            near_uniform=np.concatenate([s.near_uniform for s in sets]),
+            uniform_pixels=np.concatenate([s.uniform_pixels for s in sets]),
+        )
+
+
+@dataclass(frozen=True)
+class DuplicatePairs:
+    """Pairs of near-duplicate images; ``distance`` is -1 where pixels decided."""
+
+    first: np.ndarray  # int64 indices
+    second: np.ndarray  # int64 indices
+    distance: np.ndarray  # int16 Hamming distance, or PIXEL_DECIDED
+
+    def __len__(self) -> int:
+        return len(self.first)
+
+
+def _uniform_pairs(a: np.ndarray, b: np.ndarray, same_set: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Pairs (i, j) of near-uniform pixel rows within the mean-difference limit."""
+    if len(a) == 0 or len(b) == 0:
+        return np.empty(0, np.int64), np.empty(0, np.int64)
+    firsts, seconds = [], []
+    b16 = b.astype(np.int16)
+    # Bound the (block, len(b), pixels) difference array to about 32 MB.
+    block_rows = max(1, (1 << 24) // (len(b) * b.shape[1]))
+    for start in range(0, len(a), block_rows):
+        block = a[start : start + block_rows].astype(np.int16)
+        difference = np.abs(block[:, None, :] - b16[None, :, :]).mean(axis=2)
+        i, j = np.nonzero(difference <= NEAR_UNIFORM_MAX_MEAN_DIFFERENCE)
+        i = i + start
+        if same_set:
+            keep = i < j
+            i, j = i[keep], j[keep]
+        firsts.append(i)
+        seconds.append(j)
+    return np.concatenate(firsts).astype(np.int64), np.concatenate(seconds).astype(np.int64)
+
+
+def _combine(hash_pairs: NearPairs, index_a, index_b, uniform_a, uniform_b, ui, uj) -> DuplicatePairs:
+    first = np.concatenate([index_a[hash_pairs.first], uniform_a[ui]])
+    second = np.concatenate([index_b[hash_pairs.second], uniform_b[uj]])
+    distance = np.concatenate(
+        [hash_pairs.distance.astype(np.int16), np.full(len(ui), PIXEL_DECIDED, np.int16)]
+    )
+    order = np.lexsort((second, first))
+    return DuplicatePairs(first[order], second[order], distance[order])
+
+
+def find_duplicate_pairs(images: ImageSet, max_distance: int) -> DuplicatePairs:
+    """Every near-duplicate pair (i < j) within one set, exact duplicates included."""
+    glyphs = np.flatnonzero(~images.near_uniform)
+    uniform = np.flatnonzero(images.near_uniform)
+    hash_pairs = find_near_pairs(images.hashes.values[glyphs], max_distance)
+    ui, uj = _uniform_pairs(images.uniform_pixels, images.uniform_pixels, same_set=True)
+    return _combine(hash_pairs, glyphs, glyphs, uniform, uniform, ui, uj)
+
+
+def find_duplicate_pairs_between(
+    queries: ImageSet, targets: ImageSet, max_distance: int
+) -> DuplicatePairs:
+    """Every near-duplicate pair (i in queries, j in targets), exact ones included."""
+    queries.hashes.check_comparable(targets.hashes)
+    query_glyphs = np.flatnonzero(~queries.near_uniform)
+    target_glyphs = np.flatnonzero(~targets.near_uniform)
+    hash_pairs = find_near_pairs_between(
+        queries.hashes.values[query_glyphs], targets.hashes.values[target_glyphs], max_distance
+    )
+    ui, uj = _uniform_pairs(queries.uniform_pixels, targets.uniform_pixels, same_set=False)
+    return _combine(
+        hash_pairs,
+        query_glyphs,
+        target_glyphs,
+        np.flatnonzero(queries.near_uniform),
+        np.flatnonzero(targets.near_uniform),
+        ui,
+        uj,
+    )

@@ -1,0 +1,162 @@
+"""Stream the members of a notMNIST tar.gz without extracting it.
+
+Only regular files directly inside a letter folder ``A`` ... ``J`` become image
+candidates, either under one top folder (``notMNIST_large/A/x.png``, whatever
+the top folder is called) or with none (``A/x.png``). Everything else is
+counted in the ReadReport with an IgnoreReason.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import gzip
+import logging
+import posixpath
+import tarfile
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from .constants import CLASS_NAMES, Tarball
+from .report import IgnoreReason, ReadReport, SkipReason
+
+logger = logging.getLogger(__name__)
+
+# A 28x28 PNG with every optional chunk filled in stays far below this; a
+# larger member is read no further than its header.
+MAX_MEMBER_BYTES = 1 << 20
+
+OS_JUNK_NAMES = frozenset({".DS_Store", "Thumbs.db", "desktop.ini", "Icon\r"})
+OS_JUNK_FOLDERS = frozenset({"__MACOSX", ".Trashes", ".Spotlight-V100", ".fseventsd"})
+
+LETTER_IDS = {letter: i for i, letter in enumerate(CLASS_NAMES)}
+
+
+class ArchiveError(RuntimeError):
+    """The archive itself cannot be read: not gzip, not tar, or cut short."""
+
+
+@dataclass(frozen=True)
+class Member:
+    """A regular file inside a letter folder: a candidate image."""
+
+    name: str  # the path as stored in the archive, made printable
+    source: str  # stable id: "<archive root>/<letter>/<file name>"
+    label: int  # index into CLASS_NAMES
+    font: str  # the font file the image was rendered from
+    data: bytes  # the member's bytes; only the first bytes when it is too large
+    size: int  # the member's size in bytes as the archive states it
+
+
+def printable_name(name: str) -> str:
+    """Make a member name valid UTF-8 text: undecodable bytes become ``\\xNN``."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def font_from_file_name(file_name: str) -> str:
+    """Decode the font file name that notMNIST encodes in base64 as the PNG's name.
+
+    ``QWxnZXJpYW4udHRm.png`` gives ``Algerian.ttf``. A stem that is not valid
+    base64 of UTF-8 text is returned as it is.
+    """
+    stem = file_name[:-4] if file_name.lower().endswith(".png") else file_name
+    try:
+        decoded = base64.b64decode(stem.encode("ascii"), validate=True)
+        font = decoded.decode("utf-8")
+    except (UnicodeError, binascii.Error, ValueError):
+        return stem
+    if not font or not font.isprintable():
+        return stem
+    return font
+
+
+def classify(info: tarfile.TarInfo) -> tuple[IgnoreReason | None, str, int]:
+    """Decide whether a member is an image candidate.
+
+    Returns ``(reason, file_name, label)``: a reason to ignore it, or None with
+    the file name and the letter's label.
+    """
+    name = info.name
+    if name.startswith("/") or ".." in name.split("/"):
+        return IgnoreReason.UNSAFE_PATH, "", -1
+    parts = [part for part in name.split("/") if part not in ("", ".")]
+
+    if info.isdir():
+        return IgnoreReason.DIRECTORY, "", -1
+    if info.issym() or info.islnk():
+        return IgnoreReason.LINK, "", -1
+    if not info.isfile():
+        return IgnoreReason.SPECIAL_FILE, "", -1
+    if not parts:
+        return IgnoreReason.OUTSIDE_LETTER_FOLDERS, "", -1
+
+    file_name = parts[-1]
+    if (
+        file_name in OS_JUNK_NAMES
+        or file_name.startswith(".")
+        or any(part in OS_JUNK_FOLDERS for part in parts[:-1])
+    ):
+        return IgnoreReason.OS_JUNK, "", -1
+
+    if len(parts) == 3 and parts[1] in LETTER_IDS:
+        return None, file_name, LETTER_IDS[parts[1]]
+    if len(parts) == 2 and parts[0] in LETTER_IDS:
+        return None, file_name, LETTER_IDS[parts[0]]
+    return IgnoreReason.OUTSIDE_LETTER_FOLDERS, "", -1
+
+
+def iter_members(path: Path, tarball: Tarball, report: ReadReport) -> Iterator[Member]:
+    """Yield the image candidates of a tar.gz in archive order.
+
+    Ignored members and members whose path repeats an earlier one go into
+    ``report``. Raises ArchiveError, naming the file and what to do, when the
+    file is not a gzip-compressed tar or ends before its gzip trailer.
+    """
+    seen_sources: set[str] = set()
+    count = 0
+    try:
+        with gzip.open(path, "rb") as stream:
+            with tarfile.open(fileobj=stream, mode="r|", errorlevel=1) as archive:
+                for info in archive:
+                    count += 1
+                    name = printable_name(info.name)
+                    reason, file_name, label = classify(info)
+                    if reason is not None:
+                        report.omit(name, reason)
+                        continue
+
+                    letter = CLASS_NAMES[label]
+                    source = f"{tarball.root}/{letter}/{printable_name(file_name)}"
+                    if source in seen_sources:
+                        report.omit(name, SkipReason.DUPLICATE_NAME, f"same as {source}")
+                        continue
+                    seen_sources.add(source)
+
+                    reader = archive.extractfile(info)
+                    limit = min(info.size, MAX_MEMBER_BYTES)
+                    data = reader.read(limit) if reader is not None else b""
+                    yield Member(
+                        name=name,
+                        source=source,
+                        label=label,
+                        font=font_from_file_name(printable_name(file_name)),
+                        data=data,
+                        size=info.size,
+                    )
+            # The tar ends before the gzip trailer; reading on checks its CRC
+            # and length, so a copy cut inside the trailer is caught too.
+            while stream.read(1 << 20):
+                pass
+    except gzip.BadGzipFile as error:
+        raise ArchiveError(
+            f"{path} is not a gzip-compressed tar archive ({error}); "
+            f"expected {tarball.file_name} as published, so download it again"
+        ) from error
+    except (tarfile.TarError, EOFError, zlib.error, OSError) as error:
+        raise ArchiveError(
+            f"{path} is damaged after {count} members ({type(error).__name__}: "
+            f"{error}); delete it and download it again, or check its sha256 "
+            f"against {tarball.sha256}"
+        ) from error

@@ -1,0 +1,172 @@
+"""``notmnist build``: archives in, a dataset folder and a cache entry out.
+
+Phases: get and verify the archives, prepare the splits (read, split,
+deduplicate, sanitize), run the dataset builder for each config, write Parquet
+shards, reports, pictures and the dataset card into a staging folder, then
+swap it into place. The builder's Arrow output also goes into the ``datasets``
+cache under the name ``notmnist``, so ``load_dataset("notmnist")`` works from
+any folder, offline. Each config's cache entry is named by a fingerprint of
+the archives, the options and the package version, so changing any of them
+never reuses an old result.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import datasets
+
+from . import __version__
+from .atomic import check_replaceable, recover, staging_path, swap_into_place
+from .constants import LARGE, SMALL, SPLIT_NAMES
+from .download import fetch_tarballs, file_sha256, locate_tarballs
+from .export import DEFAULT_MAX_SHARD_BYTES, fsync_tree, write_split
+from .pipeline import CONFIG_NAMES, BuildOptions, Prepared, prepare
+from .reports import write_reports
+
+logger = logging.getLogger(__name__)
+
+DATASET_NAME = "notmnist"
+
+
+@dataclass
+class BuildResult:
+    """Where a build went and what it measured."""
+
+    output: Path
+    fingerprint: str
+    prepared: Prepared
+    split_sizes: dict[str, dict[str, int]]
+    shards: dict[str, list[str]]
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def cache_hash(fingerprint: str, config: str) -> str:
+    """Name of a config's cache folder; configs differ so the bare name can
+    tell them apart, and the newest entry is the one ``load_dataset`` picks."""
+    return hashlib.sha256(f"{fingerprint}/{config}".encode()).hexdigest()[:16]
+
+
+def register_in_cache(
+    prepared: Prepared, config: str, cache_dir: Path, staging_cache: Path
+) -> datasets.DatasetDict:
+    """Run the builder for ``config`` and move its finished Arrow files into
+    the ``datasets`` cache in one rename; return the dataset read from there."""
+    from loading_script import Notmnist
+
+    hash_name = cache_hash(prepared.fingerprint, config)
+    final = cache_dir / DATASET_NAME / config / str(Notmnist.VERSION) / hash_name
+    if not final.is_dir():
+        builder = Notmnist(
+            config_name=config,
+            hash=hash_name,
+            cache_dir=str(staging_cache),
+            prepared=prepared,
+        )
+        builder.download_and_prepare()
+        built = Path(builder.cache_dir)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        os.rename(built, final)
+    # The newest entry is what a bare load_dataset("notmnist") returns.
+    os.utime(final)
+
+    builder = Notmnist(config_name=config, hash=hash_name, cache_dir=str(cache_dir))
+    return builder.as_dataset()
+
+
+def resolve_tarballs(data_dir: Path | None, verify: bool, progress: bool) -> dict[str, Path]:
+    if data_dir is not None:
+        return locate_tarballs(Path(data_dir), (LARGE, SMALL), verify=verify)
+    return fetch_tarballs((LARGE, SMALL), verify=verify, progress=progress)
+
+
+def build(
+    output: Path,
+    options: BuildOptions,
+    data_dir: Path | None = None,
+    verify: bool = True,
+    workers: int = 2,
+    max_shard_bytes: int = DEFAULT_MAX_SHARD_BYTES,
+    cache_dir: Path | None = None,
+    progress: bool = True,
+) -> BuildResult:
+    """Build both configs into ``output``; an earlier build there stays intact
+    until the new one is complete."""
+    started_build = time.perf_counter()
+    output = Path(output).absolute()
+    cache_dir = Path(cache_dir or datasets.config.HF_DATASETS_CACHE).absolute()
+    recover(output)
+    check_replaceable(output)
+
+    started = time.perf_counter()
+    paths = resolve_tarballs(data_dir, verify, progress)
+    digests = {name: file_sha256(path) for name, path in paths.items()}
+    fetch_seconds = time.perf_counter() - started
+
+    prepared = prepare(paths, digests, options, workers=workers, progress=progress)
+    prepared.timer.seconds = {"fetch and verify": round(fetch_seconds, 3), **prepared.timer.seconds}
+
+    staging = staging_path(output)
+    staging_cache = cache_dir / f".{DATASET_NAME}-staging-{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    try:
+        started = time.perf_counter()
+        shards: dict[str, list[str]] = {}
+        split_sizes: dict[str, dict[str, int]] = {}
+        split_bytes: dict[str, dict[str, int]] = {}
+        # Sanitized goes last: its cache entry is then the newest, the default.
+        for config in ("raw", "sanitized"):
+            dataset = register_in_cache(prepared, config, cache_dir, staging_cache)
+            split_sizes[config] = {}
+            split_bytes[config] = {}
+            for split in SPLIT_NAMES:
+                table = dataset[split].data.table
+                written = write_split(
+                    table,
+                    dataset[split].features,
+                    staging / config,
+                    split,
+                    max_shard_bytes,
+                )
+                shards.setdefault(config, []).extend(
+                    str(path.relative_to(staging)) for path in written
+                )
+                split_sizes[config][split] = dataset[split].num_rows
+                split_bytes[config][split] = dataset[split].data.nbytes
+            logger.info(
+                "Config %s: %s rows",
+                config,
+                ", ".join(f"{n:,} {split}" for split, n in split_sizes[config].items()),
+            )
+        prepared.timer.record("write parquet", started)
+
+        started = time.perf_counter()
+        write_reports(staging, prepared, paths, split_sizes, split_bytes, shards)
+        prepared.timer.record("reports and card", started)
+
+        fsync_tree(staging)
+        swap_into_place(staging, output)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+        shutil.rmtree(staging_cache, ignore_errors=True)
+
+    seconds = dict(prepared.timer.seconds)
+    seconds["total"] = round(time.perf_counter() - started_build, 3)
+    logger.info(
+        "Built %s in %.1f s (notmnist-ds %s, fingerprint %s)",
+        output,
+        seconds["total"],
+        __version__,
+        prepared.fingerprint,
+    )
+    return BuildResult(output, prepared.fingerprint, prepared, split_sizes, shards, seconds)
+
+
+__all__ = ["BuildResult", "build", "CONFIG_NAMES", "BuildOptions"]

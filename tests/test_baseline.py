@@ -1,0 +1,684 @@
+"""Tests of the NumPy baseline trainer (train_baseline.py) on real notMNIST images."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import struct
+import subprocess
+import sys
+import zlib
+from pathlib import Path
+
+import datasets
+import numpy as np
+import pyarrow as pa
+import pytest
+from PIL import Image
+
+import train_baseline as tb
+from notmnist_ds.constants import CLASS_NAMES, SPLIT_NAMES
+from notmnist_ds.sample_tarballs import encode_png
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+FEATURES = datasets.Features(
+    {
+        "image": datasets.Image(),
+        "label": datasets.ClassLabel(names=list(CLASS_NAMES)),
+        "font": datasets.Value("string"),
+        "source": datasets.Value("string"),
+    }
+)
+
+
+def write_sample_build(
+    folder: Path, pixels: np.ndarray, labels: np.ndarray, per_class: int
+) -> dict[str, dict[str, int]]:
+    """Write a build folder (both configurations) from ``per_class`` images a letter.
+
+    Stands in for ``notmnist build``: the same layout, features and README
+    front matter. Each letter's images split 60/20/20 into train, validation
+    and test. The sanitized configuration drops exact pixel duplicates of an
+    image seen earlier in train, validation, test order. Returns the row
+    counts by configuration and split.
+    """
+    split_of = np.full(len(labels), "", dtype=object)
+    for letter in range(len(CLASS_NAMES)):
+        rows = np.flatnonzero(labels == letter)[:per_class]
+        cut_train, cut_validation = int(per_class * 0.6), int(per_class * 0.8)
+        split_of[rows[:cut_train]] = "train"
+        split_of[rows[cut_train:cut_validation]] = "validation"
+        split_of[rows[cut_validation:]] = "test"
+    seen: set[bytes] = set()
+    unique = np.zeros(len(labels), bool)
+    for split in SPLIT_NAMES:
+        for row in np.flatnonzero(split_of == split):
+            key = pixels[row].tobytes()
+            unique[row] = key not in seen
+            seen.add(key)
+
+    counts: dict[str, dict[str, int]] = {}
+    front_matter = ["---", "configs:"]
+    for config, keep in (("sanitized", unique), ("raw", np.ones(len(labels), bool))):
+        front_matter.append(f"- config_name: {config}")
+        if config == "sanitized":
+            front_matter.append("  default: true")
+        front_matter.append("  data_files:")
+        counts[config] = {}
+        for split in SPLIT_NAMES:
+            rows = np.flatnonzero((split_of == split) & keep)
+            columns = {
+                "image": [{"bytes": encode_png(pixels[r]), "path": None} for r in rows],
+                "label": labels[rows].tolist(),
+                "font": [f"Sample Font {r}.ttf" for r in rows],
+                "source": [f"{CLASS_NAMES[labels[r]]}/sample-{r}.png" for r in rows],
+            }
+            (folder / config).mkdir(parents=True, exist_ok=True)
+            datasets.Dataset.from_dict(columns, features=FEATURES).to_parquet(
+                str(folder / config / f"{split}-00000-of-00001.parquet")
+            )
+            front_matter += [
+                f"  - split: {split}",
+                f"    path: {config}/{split}-*.parquet",
+            ]
+            counts[config][split] = len(rows)
+    front_matter += ["---", "", "# notMNIST sample build for tests", ""]
+    (folder / "README.md").write_text("\n".join(front_matter))
+    return counts
+
+
+@pytest.fixture(scope="module")
+def sample_build(real_sample, tmp_path_factory) -> tuple[Path, dict]:
+    """A build folder from 150 real images a letter: 900 train, 300 and 300."""
+    pixels, labels = real_sample
+    folder = tmp_path_factory.mktemp("build")
+    counts = write_sample_build(folder, pixels, labels, per_class=150)
+    return folder, counts
+
+
+def run_trainer(args: list[str], tmp_path: Path) -> subprocess.CompletedProcess:
+    env = dict(os.environ)
+    env.update(
+        HF_HOME=str(tmp_path / "hf"),
+        HF_HUB_OFFLINE="1",
+        HF_DATASETS_OFFLINE="1",
+        OPENBLAS_NUM_THREADS="1",
+    )
+    return subprocess.run(
+        [sys.executable, str(REPO_ROOT / "train_baseline.py"), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+
+
+# --- loss and gradients -----------------------------------------------------
+
+
+def test_softmax_cross_entropy_finite_for_extreme_logits():
+    logits = np.array([[1000.0, -1000.0, 0.0], [-1000.0, 1000.0, -1000.0]], np.float32)
+    labels = np.array([0, 0])
+    loss, gradient = tb.softmax_cross_entropy(logits, labels)
+    assert np.isfinite(loss)
+    assert np.all(np.isfinite(gradient))
+    # Row 0 is certain and right (loss 0), row 1 certain and wrong (loss 2000).
+    assert loss == pytest.approx(1000.0, rel=1e-6)
+    assert loss.dtype == np.float32
+    np.testing.assert_allclose(gradient.sum(axis=1), 0.0, atol=1e-6)
+
+
+def test_softmax_cross_entropy_matches_direct_formula():
+    rng = np.random.default_rng(1)
+    logits = rng.normal(size=(7, 10))
+    labels = rng.integers(0, 10, 7)
+    loss, gradient = tb.softmax_cross_entropy(logits, labels)
+    probabilities = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    expected = -np.log(probabilities[np.arange(7), labels]).mean()
+    one_hot = np.zeros_like(logits)
+    one_hot[np.arange(7), labels] = 1
+    assert loss == pytest.approx(expected, rel=1e-12)
+    np.testing.assert_allclose(gradient, (probabilities - one_hot) / 7, atol=1e-12)
+
+
+def finite_difference_check(layer_sizes: list[int], dropout: float) -> None:
+    """Compare the trainer's gradients with central differences, in float64."""
+    rng = np.random.default_rng(3)
+    network = tb.Network(layer_sizes, rng, dtype=np.float64)
+    for bias in network.biases:
+        bias[...] = rng.normal(scale=0.1, size=bias.shape)
+    settings = tb.Hyperparameters(hidden=tuple(layer_sizes[1:-1]), dropout=dropout)
+    trainer = tb.Trainer(network, settings, np.random.default_rng(0))
+    inputs = rng.uniform(-0.5, 0.5, size=(6, layer_sizes[0]))
+    targets = rng.integers(0, layer_sizes[-1], 6)
+    trainer._allocate(len(inputs))
+
+    def loss_value() -> float:
+        trainer.rng = np.random.default_rng(11)  # the same dropout mask each call
+        loss, _ = trainer.forward_backward(inputs, targets)
+        return float(loss)
+
+    loss_value()
+    analytic = [g.copy() for g in (*trainer.weight_gradients, *trainer.bias_gradients)]
+    step = 1e-6
+    for parameter, gradient in zip(network.parameters, analytic):
+        numeric = np.zeros_like(parameter)
+        for index in np.ndindex(parameter.shape):
+            saved = parameter[index]
+            parameter[index] = saved + step
+            above = loss_value()
+            parameter[index] = saved - step
+            below = loss_value()
+            parameter[index] = saved
+            numeric[index] = (above - below) / (2 * step)
+        np.testing.assert_allclose(gradient, numeric, rtol=1e-5, atol=1e-8)
+
+
+def test_gradients_match_finite_differences_mlp():
+    finite_difference_check([5, 4, 3, 3], dropout=0.0)
+
+
+def test_gradients_match_finite_differences_with_dropout():
+    finite_difference_check([5, 6, 4, 3], dropout=0.4)
+
+
+def test_gradients_match_finite_differences_logistic():
+    finite_difference_check([5, 3], dropout=0.0)
+
+
+# --- float32 throughout ------------------------------------------------------
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_training_step_keeps_float32(optimizer):
+    rng = np.random.default_rng(0)
+    network = tb.Network([784, 32, 16, 10], rng)
+    settings = tb.Hyperparameters(hidden=(32, 16), optimizer=optimizer, dropout=0.3)
+    trainer = tb.Trainer(network, settings, rng)
+    pixels = rng.uniform(-0.5, 0.5, size=(300, 784)).astype(np.float32)
+    labels = rng.integers(0, 10, 300)
+    loss, accuracy = trainer.train_epoch(pixels, labels, learning_rate=0.01)
+    step_arrays = [
+        *network.parameters,
+        *trainer.weight_gradients,
+        *trainer.bias_gradients,
+        *trainer.first_moments,
+        *trainer.second_moments,
+        *trainer.outputs,
+        *trainer.deltas,
+        *trainer.masks,
+        trainer.inputs,
+    ]
+    assert np.isfinite(loss)
+    assert 0.0 <= accuracy <= 1.0
+    for array in step_arrays:
+        assert array.dtype == np.float32, array.shape
+    assert network.logits(pixels).dtype == np.float32
+
+
+def test_train_epoch_rejects_float64_pixels():
+    rng = np.random.default_rng(0)
+    network = tb.Network([784, 10], rng)
+    trainer = tb.Trainer(network, tb.Hyperparameters(hidden=()), rng)
+    pixels = np.zeros((20, 784))
+    with pytest.raises(TypeError, match="float64"):
+        trainer.train_epoch(pixels, np.zeros(20, np.int64), learning_rate=0.1)
+
+
+def test_network_initialisation_is_float32_he():
+    network = tb.Network([784, 2048, 10], np.random.default_rng(0))
+    assert network.weights[0].dtype == np.float32
+    assert network.weights[0].std() == pytest.approx(np.sqrt(2 / 784), rel=0.01)
+    assert not network.biases[0].any()
+
+
+# --- input ranges and labels --------------------------------------------------
+
+
+def test_normalize_pixels_maps_uint8_to_centered_range():
+    pixels = np.array([[[0, 255], [127, 128]]], np.uint8).repeat(196, axis=1)
+    pixels = pixels.reshape(1, 28, 28)
+    out, applied = tb.normalize_pixels(pixels)
+    assert applied == "uint8"
+    assert out.dtype == np.float32
+    assert out.shape == (1, 784)
+    assert out.min() == np.float32(-0.5)
+    assert out.max() == np.float32(0.5)
+    np.testing.assert_allclose(out[0, :4], (pixels.reshape(-1)[:4] - 127.5) / 255)
+
+
+def test_normalize_pixels_keeps_centered_floats():
+    values = np.random.default_rng(0).uniform(-0.5, 0.5, (4, 28, 28)).astype(np.float32)
+    out, applied = tb.normalize_pixels(values)
+    assert applied == "centered"
+    np.testing.assert_array_equal(out, values.reshape(4, 784))
+
+
+def test_normalize_pixels_shifts_unit_floats():
+    values = np.random.default_rng(0).uniform(0.0, 1.0, (4, 784)).astype(np.float32)
+    out, applied = tb.normalize_pixels(values)
+    assert applied == "unit"
+    np.testing.assert_allclose(out, values - 0.5, atol=1e-7)
+    assert out.dtype == np.float32
+
+
+def test_normalize_pixels_treats_float_intensities_as_uint8():
+    values = np.array([[0.0, 255.0] * 392], np.float64)
+    out, applied = tb.normalize_pixels(values)
+    assert applied == "uint8"
+    assert out.dtype == np.float32
+    np.testing.assert_array_equal(out[0, :2], np.array([-0.5, 0.5], np.float32))
+
+
+def test_normalize_pixels_rejects_unknown_range():
+    with pytest.raises(tb.BaselineError, match=r"\[-3.0, 2.0\]"):
+        tb.normalize_pixels(np.array([[-3.0, 2.0] * 392]))
+
+
+def test_normalize_pixels_rejects_values_outside_stated_range():
+    values = np.full((2, 784), 0.9, np.float32)
+    with pytest.raises(tb.BaselineError, match="centered range"):
+        tb.normalize_pixels(values, "centered")
+
+
+def test_normalize_pixels_rejects_wrong_image_shape():
+    with pytest.raises(tb.BaselineError, match="expected"):
+        tb.normalize_pixels(np.zeros((2, 32, 32), np.uint8))
+
+
+def test_split_arrays_does_not_renormalise_float_images(real_sample):
+    pixels, labels = real_sample
+    centered = ((pixels[:50].astype(np.float32) - 127.5) / 255).astype(np.float32)
+    features = datasets.Features(
+        {
+            "image": datasets.Array2D((28, 28), "float32"),
+            "label": datasets.ClassLabel(names=list(CLASS_NAMES)),
+        }
+    )
+    split = datasets.Dataset.from_dict(
+        {"image": centered, "label": labels[:50].tolist()}, features=features
+    )
+    arrays, classes = tb.split_arrays(datasets.DatasetDict(train=split), "train")
+    assert arrays.input_range == "centered"
+    assert classes == 10
+    np.testing.assert_array_equal(arrays.pixels, centered.reshape(50, 784))
+    np.testing.assert_array_equal(arrays.labels, labels[:50])
+
+
+def test_split_arrays_unit_floats_match_uint8_decoding(real_sample):
+    pixels, labels = real_sample
+    unit = pixels[:20].astype(np.float32) / 255
+    features = datasets.Features(
+        {
+            "image": datasets.Array2D((28, 28), "float32"),
+            "label": datasets.ClassLabel(names=list(CLASS_NAMES)),
+        }
+    )
+    split = datasets.Dataset.from_dict(
+        {"image": unit, "label": labels[:20].tolist()}, features=features
+    )
+    arrays, _ = tb.split_arrays(datasets.DatasetDict(train=split), "train")
+    expected, _ = tb.normalize_pixels(pixels[:20])
+    assert arrays.input_range == "unit"
+    np.testing.assert_allclose(arrays.pixels, expected, atol=1e-6)
+
+
+def dataset_with_labels(values: list[int]) -> datasets.Dataset:
+    """A dataset whose ClassLabel column holds ``values`` without validation."""
+    table = pa.table({"label": pa.array(values, pa.int64())})
+    features = datasets.Features(
+        {"label": datasets.ClassLabel(names=list(CLASS_NAMES))}
+    )
+    return datasets.Dataset(table, info=datasets.DatasetInfo(features=features))
+
+
+def test_read_labels_rejects_label_above_classes():
+    with pytest.raises(tb.BaselineError, match="label 12 at row 1"):
+        tb.read_labels(dataset_with_labels([3, 12, 4]), "train")
+
+
+def test_read_labels_rejects_negative_label():
+    with pytest.raises(tb.BaselineError, match="label -1 at row 2"):
+        tb.read_labels(dataset_with_labels([3, 4, -1]), "test")
+
+
+def test_read_labels_rejects_non_classlabel_column():
+    split = datasets.Dataset.from_dict({"label": [0, 1]})
+    with pytest.raises(tb.BaselineError, match="ClassLabel"):
+        tb.read_labels(split, "train")
+
+
+def test_read_labels_returns_classlabel_width():
+    labels, classes = tb.read_labels(dataset_with_labels([0, 9, 5]), "train")
+    assert classes == 10
+    assert labels.dtype == np.int64
+    assert labels.tolist() == [0, 9, 5]
+
+
+# --- PNG decoding --------------------------------------------------------------
+
+
+def paeth_predictor(left: int, up: int, upper_left: int) -> int:
+    estimate = left + up - upper_left
+    distances = [abs(estimate - left), abs(estimate - up), abs(estimate - upper_left)]
+    return (left, up, upper_left)[distances.index(min(distances))]
+
+
+def encode_png_with_filters(pixels: np.ndarray, filters: list[int]) -> bytes:
+    """Encode a 28x28 grayscale PNG with a chosen filter per row, in two IDATs."""
+    rows = pixels.astype(int).tolist()
+    stream = bytearray()
+    for r, kind in enumerate(filters):
+        stream.append(kind)
+        above = rows[r - 1] if r else [0] * 28
+        for c, value in enumerate(rows[r]):
+            left = rows[r][c - 1] if c else 0
+            upper_left = above[c - 1] if c else 0
+            predictor = [
+                0,
+                left,
+                above[c],
+                (left + above[c]) // 2,
+                paeth_predictor(left, above[c], upper_left),
+            ][kind]
+            stream.append((value - predictor) % 256)
+    compressed = zlib.compress(bytes(stream))
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        crc = zlib.crc32(kind + data)
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
+
+    header = struct.pack(">IIBBBBB", 28, 28, 8, 0, 0, 0, 0)
+    half = len(compressed) // 2
+    return (
+        tb.PNG_SIGNATURE
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", compressed[:half])
+        + chunk(b"IDAT", compressed[half:])
+        + chunk(b"IEND", b"")
+    )
+
+
+def test_decode_png_batch_matches_pillow_on_real_sample(real_sample):
+    pixels, _ = real_sample
+    blobs = [encode_png(image) for image in pixels[:2000]]
+    decoded, through_pillow = tb.decode_png_batch(blobs)
+    assert through_pillow == 0
+    np.testing.assert_array_equal(decoded, pixels[:2000])
+
+
+def test_decode_png_batch_undoes_every_filter_type(real_sample):
+    pixels, _ = real_sample
+    blobs = []
+    for offset in range(5):
+        filters = [(offset + row) % 5 for row in range(28)]
+        blobs.append(encode_png_with_filters(pixels[offset], filters))
+    decoded, through_pillow = tb.decode_png_batch(blobs)
+    assert through_pillow == 0
+    for offset, blob in enumerate(blobs):
+        np.testing.assert_array_equal(decoded[offset], pixels[offset])
+        np.testing.assert_array_equal(
+            np.asarray(Image.open(io.BytesIO(blob))), pixels[offset]
+        )
+
+
+def test_decode_png_batch_converts_rgb_through_pillow(real_sample):
+    pixels, _ = real_sample
+    buffer = io.BytesIO()
+    Image.fromarray(pixels[0], mode="L").convert("RGB").save(buffer, format="PNG")
+    decoded, through_pillow = tb.decode_png_batch(
+        [encode_png(pixels[1]), buffer.getvalue()]
+    )
+    assert through_pillow == 1
+    np.testing.assert_array_equal(decoded[0], pixels[1])
+    np.testing.assert_array_equal(decoded[1], pixels[0])
+
+
+def test_decode_png_batch_rejects_empty_image(real_sample):
+    pixels, _ = real_sample
+    with pytest.raises(ValueError, match="image 1 is empty"):
+        tb.decode_png_batch([encode_png(pixels[0]), b""])
+
+
+def test_decode_png_batch_rejects_wrong_size():
+    buffer = io.BytesIO()
+    Image.new("L", (32, 32)).save(buffer, format="PNG")
+    with pytest.raises(ValueError, match="32x32"):
+        tb.decode_png_batch([buffer.getvalue()])
+
+
+def test_decode_png_batch_rejects_truncated_png(real_sample):
+    blob = encode_png(real_sample[0][0])
+    with pytest.raises(ValueError, match="image 0 is not a readable PNG"):
+        tb.decode_png_batch([blob[:50]])
+
+
+# --- subsets and options ---------------------------------------------------------
+
+
+def test_balanced_subset_spreads_classes():
+    labels = np.repeat(np.arange(10), 30)
+    rows = tb.balanced_subset(labels, 53, 10, np.random.default_rng(0))
+    per_class = np.bincount(labels[rows], minlength=10)
+    assert len(rows) == 53
+    assert len(set(rows.tolist())) == 53
+    assert per_class.min() == 5
+    assert per_class.max() == 6
+
+
+def test_balanced_subset_rejects_too_many_rows():
+    labels = np.repeat(np.arange(10), 3)
+    with pytest.raises(tb.BaselineError, match="--train-samples 31"):
+        tb.balanced_subset(labels, 31, 10, np.random.default_rng(0))
+
+
+def test_parse_train_samples_reads_counts_and_all():
+    assert tb.parse_train_samples("50,100,all") == [50, 100, None]
+
+
+def test_parse_train_samples_rejects_words():
+    with pytest.raises(tb.BaselineError, match="'many'"):
+        tb.parse_train_samples("50,many")
+
+
+def test_plot_curves_writes_png_for_one_epoch(tmp_path):
+    history = [
+        {
+            "train_loss": 0.5,
+            "validation_loss": 0.4,
+            "train_accuracy": 0.8,
+            "validation_accuracy": 0.85,
+        }
+    ]
+    tb.plot_curves(history, tmp_path / "curves.png")
+    with Image.open(tmp_path / "curves.png") as image:
+        assert image.format == "PNG"
+        assert image.size == (1000, 400)
+
+
+# --- the command line on a real build folder ------------------------------------
+
+
+def test_cli_trains_and_writes_outputs(sample_build, tmp_path):
+    folder, counts = sample_build
+    output = tmp_path / "run"
+    result = run_trainer(
+        [
+            "--dataset",
+            str(folder),
+            "--output",
+            str(output),
+            "--hidden",
+            "64",
+            "--epochs",
+            "4",
+            "--batch-size",
+            "32",
+            "--lr",
+            "0.02",
+        ],
+        tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads((output / "metrics.json").read_text())
+    assert (output / "curves.png").is_file()
+    assert (output / "weights.npz").is_file()
+    for key in ("validation_accuracy", "test_accuracy"):
+        assert 0.0 <= metrics[key] <= 1.0
+    assert metrics["test_accuracy"] > 0.5  # chance is 0.1
+    assert metrics["validation_accuracy"] > 0.5
+    assert metrics["config"] == "sanitized"
+    assert metrics["dataset"] == str(folder)
+    assert metrics["layer_sizes"] == [784, 64, 10]
+    assert metrics["split_sizes"]["train"] == counts["sanitized"]["train"]
+    assert 1 <= metrics["epochs_run"] <= 4
+    assert len(metrics["history"]) == metrics["epochs_run"]
+    best = max(entry["validation_accuracy"] for entry in metrics["history"])
+    assert metrics["validation_accuracy"] == pytest.approx(best)
+    confusion = np.array(metrics["confusion_matrix"]["test"])
+    assert confusion.shape == (10, 10)
+    assert confusion.sum() == counts["sanitized"]["test"]
+    assert np.trace(confusion) / confusion.sum() == pytest.approx(
+        metrics["test_accuracy"]
+    )
+    per_letter = metrics["per_class_accuracy"]["test"]
+    assert sorted(per_letter) == list(CLASS_NAMES)
+    assert all(0.0 <= value <= 1.0 for value in per_letter.values())
+    assert metrics["hyperparameters"]["hidden"] == [64]
+    assert result.stderr.count("epoch ") >= metrics["epochs_run"]
+    with np.load(output / "weights.npz") as weights:
+        assert weights["weight_0"].shape == (784, 64)
+        assert weights["weight_0"].dtype == np.float32
+        assert weights["bias_1"].shape == (10,)
+    with Image.open(output / "curves.png") as image:
+        assert image.format == "PNG"
+
+
+def test_cli_compare_prints_table_and_json(sample_build, tmp_path):
+    folder, counts = sample_build
+    output = tmp_path / "run"
+    result = run_trainer(
+        [
+            "--dataset",
+            str(folder),
+            "--output",
+            str(output),
+            "--model",
+            "logistic",
+            "--epochs",
+            "3",
+            "--compare",
+        ],
+        tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "evaluated on" in result.stdout
+    table_rows = [line.split()[0] for line in result.stdout.splitlines()]
+    assert "raw" in table_rows
+    assert "sanitized" in table_rows
+    report = json.loads((output / "compare.json").read_text())
+    assert report["trained_on"] == "sanitized"
+    assert sorted(report["results"]) == ["raw", "sanitized"]
+    for config in ("raw", "sanitized"):
+        values = report["results"][config]
+        assert 0.0 <= values["validation_accuracy"] <= 1.0
+        assert 0.0 <= values["test_accuracy"] <= 1.0
+        assert values["validation_size"] == counts[config]["validation"]
+        assert values["test_size"] == counts[config]["test"]
+    metrics = json.loads((output / "metrics.json").read_text())
+    sanitized = report["results"]["sanitized"]
+    assert sanitized["test_accuracy"] == pytest.approx(metrics["test_accuracy"])
+
+
+def test_cli_logistic_runs_on_50_and_100_samples(sample_build, tmp_path):
+    folder, _ = sample_build
+    output = tmp_path / "sweep"
+    result = run_trainer(
+        [
+            "--dataset",
+            str(folder),
+            "--output",
+            str(output),
+            "--model",
+            "logistic",
+            "--train-samples",
+            "50,100",
+            "--epochs",
+            "5",
+            "--config",
+            "raw",
+        ],
+        tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    sweep = json.loads((output / "sweep.json").read_text())
+    assert [row["train_samples"] for row in sweep] == [50, 100]
+    for count in (50, 100):
+        metrics = json.loads((output / f"train-{count}" / "metrics.json").read_text())
+        assert metrics["split_sizes"]["train"] == count
+        assert metrics["layer_sizes"] == [784, 10]
+        assert metrics["test_accuracy"] > 0.2
+        assert metrics["config"] == "raw"
+
+
+def test_cli_rejects_hidden_with_logistic(sample_build, tmp_path):
+    folder, _ = sample_build
+    result = run_trainer(
+        [
+            "--dataset",
+            str(folder),
+            "--output",
+            str(tmp_path / "run"),
+            "--model",
+            "logistic",
+            "--hidden",
+            "100",
+        ],
+        tmp_path,
+    )
+    assert result.returncode == 2
+    assert "--hidden 100 conflicts with --model logistic" in result.stderr
+
+
+def test_cli_reports_missing_dataset(tmp_path):
+    missing = tmp_path / "no-such-build"
+    result = run_trainer(
+        ["--dataset", str(missing), "--output", str(tmp_path / "run")], tmp_path
+    )
+    assert result.returncode == 2
+    assert str(missing) in result.stderr
+    assert "notmnist build" in result.stderr
+
+
+def test_trainer_loads_no_second_blas(sample_build, tmp_path):
+    folder, _ = sample_build
+    script = (
+        "import sys, train_baseline\n"
+        f"status = train_baseline.main(['--dataset', {str(folder)!r}, '--output', "
+        f"{str(tmp_path / 'run')!r}, '--model', 'logistic', '--epochs', '1'])\n"
+        "assert status == 0, status\n"
+        "maps = open('/proc/self/maps').read()\n"
+        "print('modules', sorted(m for m in ('imagehash', 'dedup', 'torch') "
+        "if m in sys.modules))\n"
+        "print('scipy-blas', 'scipy.libs' in maps)\n"
+    )
+    env = dict(
+        os.environ,
+        HF_HOME=str(tmp_path / "hf"),
+        HF_HUB_OFFLINE="1",
+        HF_DATASETS_OFFLINE="1",
+    )
+    if not Path("/proc/self/maps").is_file():
+        pytest.skip("needs /proc/self/maps to list loaded libraries")
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO_ROOT,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "modules []" in result.stdout
+    assert "scipy-blas False" in result.stdout

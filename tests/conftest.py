@@ -42,3 +42,40 @@ def sample_tarballs(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("tarballs")
     write_sample_tarballs(sample_dir, folder)
     return folder
+
+
+SAMPLE_BUILD_SIZES = {"train": 5000, "validation": 1000, "test": 1000}
+# Small shards, so the sample build writes more than one train shard.
+SAMPLE_BUILD_SHARD_BYTES = 1 << 20
+
+
+@pytest.fixture(scope="session")
+def sample_build(sample_tarballs, tmp_path_factory):
+    """One real build of the sample tarballs, shared by the tests that only read it.
+
+    Returns the BuildResult; its datasets cache is ``result.cache_dir``.
+    """
+    from dedup.near import DedupSettings
+    from notmnist_ds.build import build
+    from notmnist_ds.pipeline import BuildOptions
+
+    root = tmp_path_factory.mktemp("sample-build")
+    options = BuildOptions(
+        train_size=SAMPLE_BUILD_SIZES["train"],
+        validation_size=SAMPLE_BUILD_SIZES["validation"],
+        test_size=SAMPLE_BUILD_SIZES["test"],
+        seed=0,
+        dedup=DedupSettings(),
+    )
+    result = build(
+        root / "notmnist",
+        options,
+        data_dir=sample_tarballs,
+        verify=False,
+        workers=2,
+        max_shard_bytes=SAMPLE_BUILD_SHARD_BYTES,
+        cache_dir=root / "hf-cache",
+        progress=False,
+    )
+    result.cache_dir = root / "hf-cache"
+    return result

@@ -11,6 +11,7 @@ directly. Validation and dry runs need no Hub and run in-process.
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -147,8 +148,11 @@ def folder_files(folder: Path) -> dict[str, bytes]:
 
 
 @pytest.fixture(scope="module")
-def built_folder(real_sample, tmp_path_factory) -> Path:
-    return write_built_folder(real_sample, tmp_path_factory.mktemp("built"))
+def built_folder(sample_build, tmp_path_factory) -> Path:
+    """A copy of a real build of the sample tarballs."""
+    folder = tmp_path_factory.mktemp("built") / "notmnist"
+    shutil.copytree(sample_build.output, folder)
+    return folder
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,322 @@
+"""End-to-end builds of tarballs made from the real notMNIST sample."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import datasets
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import yaml
+from huggingface_hub import DatasetCard, DatasetCardData
+from PIL import Image
+
+from conftest import SAMPLE_BUILD_SIZES
+from notmnist_ds.cli import main
+from notmnist_ds.constants import CLASS_NAMES, SPLIT_NAMES
+
+SPLIT_ARGS = ["--train-size", "5000", "--valid-size", "1000", "--test-size", "1000"]
+
+
+def run_cli(args: list[str], env: dict, cwd: Path) -> subprocess.CompletedProcess:
+    """Run ``notmnist`` in a fresh process."""
+    return subprocess.run(
+        [sys.executable, "-m", "notmnist_ds.cli", "-q", *args],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def clean_env(cache: Path, **extra: str) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HF_")}
+    env.update(HF_DATASETS_CACHE=str(cache), HF_HOME=str(cache.parent / "hf-home"))
+    env.update(HF_HUB_OFFLINE="1", HF_HUB_DISABLE_TELEMETRY="1")
+    env.update(extra)
+    return env
+
+
+def split_sources(folder: Path, config: str) -> dict[str, list[str]]:
+    return {
+        split: [
+            source
+            for shard in sorted((folder / config).glob(f"{split}-*.parquet"))
+            for source in pq.read_table(shard, columns=["source"]).column("source").to_pylist()
+        ]
+        for split in SPLIT_NAMES
+    }
+
+
+def parquet_bytes(folder: Path) -> dict[str, bytes]:
+    return {
+        path.relative_to(folder).as_posix(): path.read_bytes()
+        for path in sorted(folder.rglob("*.parquet"))
+    }
+
+
+# The shared build
+
+
+def test_build_raw_sizes_and_balance(sample_build):
+    dataset = datasets.load_dataset(str(sample_build.output), "raw")
+    for split, size in SAMPLE_BUILD_SIZES.items():
+        assert dataset[split].num_rows == size
+        counts = Counter(dataset[split]["label"])
+        assert sorted(counts) == list(range(10))
+        assert set(counts.values()) == {size // 10}
+
+
+def test_build_features_are_image_and_classlabel(sample_build):
+    dataset = datasets.load_dataset(str(sample_build.output), "raw", split="test")
+    features = dataset.features
+    assert isinstance(features["image"], datasets.Image)
+    assert isinstance(features["label"], datasets.ClassLabel)
+    assert features["label"].names == list(CLASS_NAMES)
+    assert features["label"].str2int("E") == 4
+    assert features["font"] == datasets.Value("string")
+    assert features["source"] == datasets.Value("string")
+
+
+def test_build_every_image_decodes_to_28x28_l(sample_build):
+    for config in ("raw", "sanitized"):
+        dataset = datasets.load_dataset(str(sample_build.output), config)
+        for split in SPLIT_NAMES:
+            table = dataset[split].data.table
+            for cell in table.column("image").to_pylist():
+                assert cell["path"] is None
+                with Image.open(io.BytesIO(cell["bytes"])) as image:
+                    assert image.size == (28, 28)
+                    assert image.mode == "L"
+
+
+def test_build_rows_carry_font_and_source(sample_build):
+    dataset = datasets.load_dataset(str(sample_build.output), "raw", split="train")
+    row = dataset[0]
+    letter = CLASS_NAMES[row["label"]]
+    assert row["source"].startswith(f"notMNIST_large/{letter}/")
+    assert row["font"].startswith("Sample Font ")
+    assert row["font"].endswith(".ttf")
+
+
+def test_build_splits_come_from_their_archives(sample_build):
+    sources = split_sources(sample_build.output, "raw")
+    assert all(s.startswith("notMNIST_large/") for s in sources["train"])
+    assert all(s.startswith("notMNIST_large/") for s in sources["validation"])
+    assert all(s.startswith("notMNIST_small/") for s in sources["test"])
+    assert not set(sources["train"]) & set(sources["validation"])
+
+
+def test_build_skip_report_names_empty_pngs(sample_build):
+    report = json.loads((sample_build.output / "reports" / "build_report.json").read_text())
+    skipped = {
+        (name, omission["member"], omission["reason"])
+        for name, read in report["read"].items()
+        for omission in read["omissions"]
+    }
+    expected_members = {
+        ("large", "notMNIST_large/A/RGFtYWdlZCBGb250IEEwLnR0Zg==.png"),
+        ("large", "notMNIST_large/D/RGFtYWdlZCBGb250IEQwLnR0Zg==.png"),
+        ("small", "notMNIST_small/F/RGFtYWdlZCBGb250IEYwLnR0Zg==.png"),
+    }
+    assert {(name, member) for name, member, _ in skipped} == expected_members
+    assert {reason for _, _, reason in skipped} == {"empty"}
+    csv_text = (sample_build.output / "reports" / "skipped.csv").read_text()
+    for _, member in expected_members:
+        assert member in csv_text
+
+
+def test_build_parquet_schema_keeps_features(sample_build):
+    shard = next((sample_build.output / "raw").glob("test-*.parquet"))
+    metadata = pq.read_schema(shard).metadata
+    features = datasets.Features.from_dict(
+        json.loads(metadata[b"huggingface"])["info"]["features"]
+    )
+    assert features["label"].names == list(CLASS_NAMES)
+    alone = datasets.load_dataset("parquet", data_files=str(shard), split="train")
+    assert isinstance(alone.features["image"], datasets.Image)
+    assert isinstance(alone.features["label"], datasets.ClassLabel)
+
+
+def test_build_shards_are_bounded(sample_build):
+    shards = sorted((sample_build.output / "raw").glob("train-*.parquet"))
+    assert len(shards) > 1
+    assert all(path.name.endswith(f"-of-{len(shards):05d}.parquet") for path in shards)
+
+
+def test_build_sanitized_is_default(sample_build):
+    default = datasets.load_dataset(str(sample_build.output))
+    sanitized = datasets.load_dataset(str(sample_build.output), "sanitized")
+    for split in SPLIT_NAMES:
+        assert default[split]["source"] == sanitized[split]["source"]
+
+
+def test_card_yaml_parses(sample_build):
+    text = (sample_build.output / "README.md").read_text(encoding="utf-8")
+    front = text.split("---\n")[1]
+    data = yaml.safe_load(front)
+    assert data["task_categories"] == ["image-classification"]
+    configs = {c["config_name"]: c for c in data["configs"]}
+    assert configs["sanitized"]["default"] is True
+    assert "default" not in configs["raw"]
+    card_data = DatasetCard(text).data
+    assert isinstance(card_data, DatasetCardData)
+    assert card_data.pretty_name == "notMNIST"
+    info = {c["config_name"]: c for c in card_data.to_dict()["dataset_info"]}
+    assert info["raw"]["splits"][0]["num_examples"] == SAMPLE_BUILD_SIZES["train"]
+
+
+def test_card_tables_filled_from_build(sample_build):
+    text = (sample_build.output / "README.md").read_text(encoding="utf-8")
+    report = json.loads((sample_build.output / "reports" / "build_report.json").read_text())
+    raw_overlap = report["overlap"]["raw"]["rows"][1]
+    assert f"| train ∩ validation | {raw_overlap['exact_rows']:,} |" in text
+    for letter in CLASS_NAMES:
+        assert f"| {letter} | 500 | 100 | 100 |" in text
+    for sha in (t["sha256"] for t in report["tarballs"].values()):
+        assert sha in text
+    assert "RGFtYWdlZCBGb250IEEwLnR0Zg==.png" in text
+    assert "![near duplicates](reports/near_duplicates.png)" in text
+    assert (sample_build.output / "reports" / "near_duplicates.png").is_file()
+    assert (sample_build.output / "reports" / "samples.png").is_file()
+
+
+def test_bare_name_loads_offline_elsewhere(sample_build, tmp_path):
+    script = (
+        "import datasets, json\n"
+        "raw = datasets.load_dataset('notmnist', 'raw')\n"
+        "default = datasets.load_dataset('notmnist')\n"
+        "print(json.dumps({'raw': {k: v.num_rows for k, v in raw.items()},\n"
+        "  'default': {k: v.num_rows for k, v in default.items()},\n"
+        "  'label': raw['train'].features['label'].names,\n"
+        "  'mode': raw['test'][0]['image'].mode}))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        env=clean_env(sample_build.cache_dir),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    loaded = json.loads(result.stdout.strip().splitlines()[-1])
+    assert loaded["raw"] == SAMPLE_BUILD_SIZES
+    assert loaded["default"] == sample_build.split_sizes["sanitized"]
+    assert loaded["label"] == list(CLASS_NAMES)
+    assert loaded["mode"] == "L"
+
+
+# Fresh builds
+
+
+def test_build_same_seed_same_rows_new_seed_other_rows(sample_build, sample_tarballs, tmp_path):
+    cache = tmp_path / "hf-cache"
+    base = ["build", "--data-dir", str(sample_tarballs), "--no-verify", *SPLIT_ARGS,
+            "--max-shard-size", "1MiB"]
+    again = run_cli([*base, "--output", str(tmp_path / "again")], clean_env(cache), tmp_path)
+    assert again.returncode == 0, again.stderr
+    other = run_cli(
+        [*base, "--output", str(tmp_path / "other"), "--seed", "1"], clean_env(cache), tmp_path
+    )
+    assert other.returncode == 0, other.stderr
+
+    first = split_sources(sample_build.output, "raw")
+    second = split_sources(tmp_path / "again", "raw")
+    third = split_sources(tmp_path / "other", "raw")
+    assert first == second
+    assert parquet_bytes(sample_build.output) == parquet_bytes(tmp_path / "again")
+    for split in SPLIT_NAMES:
+        assert set(first[split]) != set(third[split])
+
+    # The newest build is what the bare name loads, and nothing stale is reused.
+    entries = sorted(p.name for p in (cache / "notmnist" / "raw" / "1.0.0").iterdir())
+    assert len(entries) == 2
+
+
+def test_build_letter_short_names_letter(sample_tarballs, tmp_path, capsys):
+    code = main([
+        "-q", "build", "--data-dir", str(sample_tarballs), "--no-verify",
+        "--output", str(tmp_path / "out"), "--train-size", "6400", "--valid-size", "1000",
+        "--test-size", "1000", "--cache-dir", str(tmp_path / "cache"),
+    ])
+    error = capsys.readouterr().err
+    assert code == 2
+    assert "letter A has 640 readable images" in error
+    assert "need 740 per letter" in error
+    assert not (tmp_path / "out").exists()
+
+
+def test_build_size_not_multiple_of_ten(tmp_path, capsys):
+    code = main(["-q", "build", "--output", str(tmp_path / "out"), "--train-size", "1005"])
+    error = capsys.readouterr().err
+    assert code == 2
+    assert "1005" in error
+    assert "multiple of 10" in error
+
+
+def test_build_refuses_unrelated_output_folder(sample_tarballs, tmp_path, capsys):
+    target = tmp_path / "mine"
+    target.mkdir()
+    (target / "thesis.tex").write_text("keep me")
+    code = main([
+        "-q", "build", "--data-dir", str(sample_tarballs), "--no-verify",
+        "--output", str(target), *SPLIT_ARGS, "--cache-dir", str(tmp_path / "cache"),
+    ])
+    assert code == 2
+    assert "holds no earlier notmnist build" in capsys.readouterr().err
+    assert (target / "thesis.tex").read_text() == "keep me"
+
+
+# Looking at a build
+
+
+def test_stats_prints_balance_and_skips(sample_build, capsys):
+    assert main(["stats", str(sample_build.output)]) == 0
+    output = capsys.readouterr().out
+    assert "raw" in output and "sanitized" in output
+    totals = [line.split() for line in output.splitlines() if line.strip().startswith("total")]
+    assert ["total", "5,000", "1,000", "1,000"] in totals
+    assert "RGFtYWdlZCBGb250IEQwLnR0Zg==.png" in output
+    assert "size on disk" in output
+
+
+def test_overlap_command_prints_both_configs(sample_build, capsys):
+    assert main(["overlap", str(sample_build.output)]) == 0
+    output = capsys.readouterr().out
+    assert "raw:" in output
+    assert "sanitized:" in output
+    assert "train ∩ test" in output
+
+
+def test_preview_writes_grid(sample_build, tmp_path):
+    target = tmp_path / "grid.png"
+    assert main(["preview", str(sample_build.output), "--output", str(target)]) == 0
+    with Image.open(target) as grid:
+        assert grid.width > 3 * 8 * 56
+        assert grid.height >= 10 * 56
+        pixels = np.asarray(grid)
+    assert pixels.max() == 255
+
+
+def test_card_command_adds_baseline(sample_build, tmp_path):
+    import shutil
+
+    folder = tmp_path / "copy"
+    shutil.copytree(sample_build.output, folder)
+    metrics = tmp_path / "metrics.json"
+    metrics.write_text(json.dumps({
+        "model": "mlp 1024", "config": "sanitized",
+        "validation_accuracy": 0.9, "test_accuracy": 0.91,
+    }))
+    assert main(["card", str(folder), "--baseline", str(metrics)]) == 0
+    text = (folder / "README.md").read_text()
+    assert "| mlp 1024 | sanitized | 90.00% | 91.00% |" in text

@@ -136,7 +136,7 @@ class Prepared:
 
     def pixels(self, image: int) -> np.ndarray:
         archive, local = self.locate(image)
-        return archive.pixels[local]
+        return archive.pixels(local)
 
 
 def prepare(
@@ -194,7 +194,7 @@ def prepare(
     started = time.perf_counter()
     images = ImageSet.concatenate(
         [
-            ImageSet.from_pixels(a.pixels, a.hashes, a.digests, a.labels)
+            ImageSet(a.hashes, a.digests, a.labels, a.near_uniform, a.uniform_pixels)
             for a in (large, small)
         ]
     )

@@ -1,17 +1,23 @@
-"""Read one archive into arrays: pixels, labels, PNG bytes, hashes.
+"""Read one archive into arrays: labels, PNG bytes, hashes and digests.
 
 The main process streams the tar.gz once and hands chunks of member bytes to
-worker processes, which decode them, hash them and send back uint8 arrays.
-Pixels stay uint8 (784 bytes an image) in one preallocated array.
+worker processes, which decode them, hash them and send back what
+deduplication needs. Decoded pixels stay in the workers: only the PNG bytes
+(about 450 bytes an image) and the pixels of the few near-uniform images,
+which are compared by pixels rather than by hash, come back.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing
+import os
+import signal
+import threading
 from collections import deque
-from concurrent.futures import ProcessPoolExecutor
 from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,9 +26,10 @@ from tqdm.auto import tqdm
 
 from dedup.exact import pixel_digests
 from dedup.hashing import HashSpec, ImageHashes, compute_hashes
+from dedup.near import near_uniform_mask
 
 from .archive import Member, iter_members
-from .constants import CLASS_NAMES, IMAGE_SHAPE, Tarball
+from .constants import CLASS_NAMES, IMAGE_PIXELS, IMAGE_SHAPE, Tarball
 from .images import ImageRejected, decode_image, encode_png
 from .report import Omission, ReadReport
 
@@ -39,25 +46,31 @@ class ArchiveImages:
     sources: list[str]
     fonts: list[str]
     labels: np.ndarray  # (N,) int64 class ids
-    pixels: np.ndarray  # (N, 28, 28) uint8 canonical pixels
     png: list[bytes]  # canonical PNG bytes of each image
     hashes: ImageHashes  # perceptual hashes of the pixels
     digests: np.ndarray  # (N, 2) uint64: 128-bit blake2b of the pixels, the identity of exact duplicates
+    near_uniform: np.ndarray  # (N,) bool, see dedup.near.near_uniform_mask
+    uniform_pixels: np.ndarray  # (M, 784) uint8 pixels of the near-uniform images
     hash_spec: HashSpec
     report: ReadReport = field(repr=False)
 
     def __len__(self) -> int:
         return len(self.sources)
 
+    def pixels(self, index: int) -> np.ndarray:
+        """Decode one image's canonical pixels again from its PNG bytes."""
+        return decode_image(self.png[index])[0]
+
 
 @dataclass
 class DecodedChunk:
     """What a worker returns for one chunk of members."""
 
-    pixels: np.ndarray  # (n_ok, 28, 28) uint8
     png: list[bytes]
     hashes: np.ndarray
     digests: np.ndarray
+    near_uniform: np.ndarray
+    uniform_pixels: np.ndarray  # (n_near_uniform, 784) uint8
     ok: list[bool]  # per member of the chunk: True when it became a row
     rejections: list[tuple[str, str]]  # per rejected member: (reason, detail)
     converted: int
@@ -89,7 +102,49 @@ def decode_chunk(payload: tuple[list[bytes], HashSpec]) -> DecodedChunk:
     pixels = pixels[: len(png)]
     digests = pixel_digests(pixels)
     hashes = compute_hashes(pixels, spec).values if len(pixels) else np.empty(0, np.uint64)
-    return DecodedChunk(pixels, png, hashes, digests, ok, rejections, converted)
+    near_uniform = near_uniform_mask(pixels)
+    uniform_pixels = pixels[near_uniform].reshape(-1, IMAGE_PIXELS)
+    return DecodedChunk(
+        png, hashes, digests, near_uniform, uniform_pixels, ok, rejections, converted
+    )
+
+
+def exit_with_parent() -> None:
+    """End this worker process as soon as the process that started it dies.
+
+    Runs as the pool's initializer. A worker waits on its task queue and holds
+    both ends of that queue's pipe itself, so it never sees the queue close:
+    without this watch, a build killed with SIGKILL leaves its workers running.
+    """
+    parent = multiprocessing.parent_process()
+    if parent is None:
+        return
+
+    def wait_for_parent() -> None:
+        parent.join()  # returns when the parent's end of the sentinel pipe closes
+        os._exit(1)
+
+    threading.Thread(target=wait_for_parent, name="parent-watch", daemon=True).start()
+
+
+@contextlib.contextmanager
+def sigint_blocked() -> Iterator[None]:
+    """Block SIGINT in this thread while worker processes may be started.
+
+    A started process inherits the blocked signal. Ctrl-C in a terminal signals
+    the whole process group, so this makes it interrupt only the main process,
+    which then cancels the pool, and no worker prints a traceback of its own.
+    The main process still gets the signal through another of its threads or
+    as soon as the block ends.
+    """
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def chunked(members: Iterator[Member], size: int) -> Iterator[list[Member]]:
@@ -117,8 +172,8 @@ def read_archive(
     ArchiveError when the archive itself is damaged.
     """
     report = ReadReport(archive=tarball.file_name)
-    capacity = max(tarball.num_png_files, 1024)
-    pixels = np.empty((capacity, *IMAGE_SHAPE), dtype=np.uint8)
+    near_uniform: list[np.ndarray] = []
+    uniform_pixels: list[np.ndarray] = []
     hashes: list[np.ndarray] = []
     digests: list[np.ndarray] = []
     sources: list[str] = []
@@ -135,17 +190,29 @@ def read_archive(
         # A bounded number of chunks in flight keeps memory flat while the
         # workers stay busy; results are taken in archive order.
         context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(workers, mp_context=context) as executor:
+        with sigint_blocked():
+            executor = ProcessPoolExecutor(
+                workers, mp_context=context, initializer=exit_with_parent
+            )
+        try:
             in_flight: deque = deque()
             for chunk in chunks:
                 payload = ([m.data for m in chunk], hash_spec)
-                in_flight.append((chunk, executor.submit(decode_chunk, payload)))
+                with sigint_blocked():
+                    future = executor.submit(decode_chunk, payload)
+                in_flight.append((chunk, future))
                 if len(in_flight) > 2 * workers:
                     chunk, future = in_flight.popleft()
                     yield chunk, future.result()
             while in_flight:
                 chunk, future = in_flight.popleft()
                 yield chunk, future.result()
+        except BaseException:
+            # Ctrl-C, a damaged archive or a closed generator: drop the queued
+            # chunks so that the workers stop after the one they hold.
+            executor.shutdown(wait=False, cancel_futures=True)
+            raise
+        executor.shutdown(wait=True)
 
     with tqdm(
         total=tarball.num_png_files,
@@ -154,11 +221,9 @@ def read_archive(
         disable=not progress,
     ) as bar:
         for chunk, result in decoded():
-            start = len(png)
-            if start + len(result.png) > len(pixels):
-                pixels = np.concatenate([pixels, np.empty_like(pixels)])
-            pixels[start : start + len(result.png)] = result.pixels
             png.extend(result.png)
+            near_uniform.append(result.near_uniform)
+            uniform_pixels.append(result.uniform_pixels)
             hashes.append(result.hashes)
             digests.append(result.digests)
             report.converted_images += result.converted
@@ -172,27 +237,40 @@ def read_archive(
                     report.rows_per_letter[CLASS_NAMES[member.label]] += 1
                 else:
                     reason, detail = next(rejections)
+                    if member.size > len(member.data):
+                        detail += (
+                            f" (only the first {len(member.data):,} of its "
+                            f"{member.size:,} bytes were read)"
+                        )
                     report.omissions.append(
                         Omission(tarball.file_name, member.name, reason, detail)
                     )
             bar.update(len(chunk))
 
-    count = len(png)
-    pixels = pixels[:count]
-    report.rows = count
-    report.uniform_images = int(np.count_nonzero(pixels.min(axis=(1, 2)) == pixels.max(axis=(1, 2))))
+    report.rows = len(png)
+    uniform = np.concatenate(uniform_pixels) if uniform_pixels else np.empty((0, IMAGE_PIXELS), np.uint8)
+    report.uniform_images = int(np.count_nonzero(uniform.min(axis=1) == uniform.max(axis=1)))
     logger.info(report.summary())
+    missing = report.missing_letters()
+    if missing:
+        logger.warning(
+            "%s has no readable image of the letter(s) %s: the letter folder is "
+            "missing or holds only unreadable files",
+            tarball.file_name,
+            ", ".join(missing),
+        )
     return ArchiveImages(
         tarball=tarball,
         sources=sources,
         fonts=fonts,
         labels=np.asarray(labels, dtype=np.int64),
-        pixels=pixels,
         png=png,
         hashes=ImageHashes(
             hash_spec, np.concatenate(hashes) if hashes else np.empty(0, np.uint64)
         ),
         digests=np.concatenate(digests) if digests else np.empty((0, 2), np.uint64),
+        near_uniform=np.concatenate(near_uniform) if near_uniform else np.zeros(0, bool),
+        uniform_pixels=uniform,
         hash_spec=hash_spec,
         report=report,
     )

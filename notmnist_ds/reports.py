@@ -49,15 +49,8 @@ def near_duplicate_examples(prepared: Prepared) -> dict[int, list]:
     labels = prepared.labels()
     glyphs = np.unique(index.group, return_index=True)[1]  # one image per group
     hashes = np.concatenate([a.hashes.values for a in prepared.archives.values()])
-    uniform = np.concatenate(
-        [
-            a.pixels.reshape(len(a), -1).max(axis=1) - a.pixels.reshape(len(a), -1).min(axis=1)
-            for a in prepared.archives.values()
-        ]
-    )
-    from dedup.near import NEAR_UNIFORM_MAX_RANGE
-
-    glyphs = glyphs[uniform[glyphs] > NEAR_UNIFORM_MAX_RANGE][:EXAMPLE_SEARCH_LIMIT]
+    near_uniform = np.concatenate([a.near_uniform for a in prepared.archives.values()])
+    glyphs = glyphs[~near_uniform[glyphs]][:EXAMPLE_SEARCH_LIMIT]
     top = settings.max_distance + EXTRA_DISTANCES
     pairs = find_near_pairs(hashes[glyphs], min(top, settings.hash_size**2 - 1))
     examples: dict[int, list] = {d: [] for d in range(top + 1)}

@@ -3,8 +3,8 @@
 The search is exact: it returns the same pairs as testing every pair, which
 ``brute_force_pairs`` does as the reference. It uses multi-index hashing
 (Norouzi, Punjani and Fleet, "Fast Exact Search in Hamming Space with
-Multi-Index Hashing", IEEE TPAMI 36(6), 2014). The 64 bits are cut into m
-contiguous blocks. Write k = q*m + a with 0 <= a < m. Two hashes within distance
+Multi-Index Hashing", IEEE TPAMI 36(6), 2014). The 64 bits are dealt into m
+disjoint blocks. Write k = q*m + a with 0 <= a < m. Two hashes within distance
 k differ in at most q bits in one of the first a + 1 blocks, or in at most q - 1
 bits in one of the others, because otherwise their distance would be at least
 (a + 1)(q + 1) + (m - a - 1)q = k + 1. Plain pigeonhole (m = k + 1 blocks that
@@ -16,9 +16,10 @@ radius of bits, and each candidate pair is then tested on all 64 bits. A pair is
 kept only in the first block where it qualifies, so it is reported once.
 Candidates are expanded and tested in chunks of about ``CHUNK_CANDIDATES``, so a
 large group of near-identical hashes costs time but no more memory than that.
+The result itself takes 17 bytes a pair, and about 8 more while it is sorted.
 
-Exact duplicates are collapsed before the search and expanded at the end, so a
-hash repeated c times is searched once.
+``choose_blocks`` picks the number of blocks from a cost estimate, and falls
+back to brute force when that is cheaper (small sets, or k above about 16).
 """
 
 from __future__ import annotations
@@ -30,26 +31,42 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
+from tqdm.auto import tqdm
 
 logger = logging.getLogger(__name__)
 
 HASH_BITS = 64
 
 # Candidate pairs expanded and tested at once. The temporary arrays take about
-# 50 bytes a candidate, so a chunk needs about 100 MB.
-CHUNK_CANDIDATES = 1 << 21
+# 40 bytes a candidate, so about 10 MB. At 530,000 hashes and k = 6, chunks of
+# 4 million candidates made the search 1.4 times slower, as their arrays no
+# longer fit in the CPU caches.
+CHUNK_CANDIDATES = 1 << 18
 
-# Blocks up to this width find groups through a table of 2**width entries;
-# wider blocks use binary search over the sorted group values.
+# A block looks groups up in a table of 2**width entries when the width is at
+# most MAX_TABLE_WIDTH and the table has at most TABLE_ENTRIES_PER_HASH entries
+# per hash. Other blocks use binary search over the sorted group values.
 MAX_TABLE_WIDTH = 24
+TABLE_ENTRIES_PER_HASH = 32
 
-# Relative costs of the search's steps in nanoseconds, measured with
-# benchmarks/bench_search.py on a 2-core AMD EPYC (Zen 4). They only rank the
-# block layouts, so they need to be right to within a factor of about two.
-PROBE_COST_TABLE = 4.0  # one group looked up in a table, per flip pattern
-PROBE_COST_SEARCH = 40.0  # one group looked up by binary search
-CANDIDATE_COST = 12.0  # one candidate pair expanded and tested
-BRUTE_FORCE_COST = 1.5  # one pair tested by brute force
+# Most flip patterns a block may probe (hamming_ball_size - 1). Layouts with
+# more are rejected, because their probing alone would take hours.
+MAX_FLIP_PATTERNS = 1 << 20
+
+# Largest set a search accepts, so that two indices and a distance pack into
+# one int64 sort key.
+MAX_HASHES = 1 << 28
+
+# Costs of the search's steps in nanoseconds, fitted to timings of 530,000
+# uniform random hashes at k = 4, 6 and 8 on a 2-core AMD EPYC (Zen 4) with
+# numpy 2.4. Only their ratios matter, because they just rank block layouts.
+PROBE_COST_TABLE = 15.0  # one group looked up in a table, per flip pattern
+PROBE_COST_SEARCH = 25.0  # one group looked up by binary search
+PATTERN_COST = 40_000.0  # fixed cost of one flip pattern
+BLOCK_COST = 200_000.0  # fixed cost of one block
+TABLE_ENTRY_COST = 1.0  # one table entry allocated and filled
+CANDIDATE_COST = 7.0  # one candidate pair expanded and tested
+BRUTE_FORCE_COST = 4.0  # one pair tested by brute force
 
 
 @dataclass(frozen=True)
@@ -70,42 +87,72 @@ class NearPairs:
         return len(self.first)
 
 
+# The order in which bits are dealt into blocks. Perceptual hashes such as
+# imagehash's phash store an 8x8 grid row by row from the most significant bit,
+# and the low-frequency corner is far from balanced (its first bit is almost
+# always 1). Stepping 7 bits walks the anti-diagonals, so every block mixes low
+# and high frequencies. On the hashes of benchmarks/bench_search.py at k = 6
+# this tests 28% fewer candidates than contiguous blocks with 4 blocks, and 40%
+# fewer with 3. The order makes no difference to uniform random hashes.
+DEFAULT_BIT_ORDER = tuple(
+    HASH_BITS - 1 - (7 * index) % HASH_BITS for index in range(64)
+)
+
+
 @dataclass(frozen=True)
 class Block:
-    """A contiguous run of hash bits and how many of them a search lets differ.
+    """A set of hash bits and how many of them may differ for a block match.
 
-    A radius of -1 means the block is not searched.
+    ``bits`` are bit positions (0 is the least significant). A radius of -1
+    means the block is not searched.
     """
 
-    shift: int
-    width: int
+    bits: tuple[int, ...]
     radius: int
+
+    @property
+    def width(self) -> int:
+        return len(self.bits)
 
     @property
     def mask(self) -> np.uint64:
         """The block's bits in place within a 64-bit hash."""
-        return np.uint64(((1 << self.width) - 1) << self.shift)
+        return np.uint64(sum(1 << bit for bit in self.bits))
+
+    def values(self, hashes: np.ndarray) -> np.ndarray:
+        """Return each hash's block bits packed into the low ``width`` bits."""
+        values = np.zeros(len(hashes), dtype=np.uint64)
+        for position, bit in enumerate(self.bits):
+            values |= ((hashes >> np.uint64(bit)) & np.uint64(1)) << np.uint64(position)
+        return values
 
 
-def make_blocks(k: int, count: int) -> list[Block]:
-    """Cut 64 bits into ``count`` blocks, highest bits first, with radii for ``k``.
+def make_blocks(
+    k: int, count: int, bit_order: tuple[int, ...] | None = None
+) -> list[Block]:
+    """Deal 64 bits into ``count`` blocks and give each its radius for ``k``.
 
-    Widths differ by at most one bit, and the wider blocks come first and get
-    the larger radius.
+    Blocks take consecutive runs of ``bit_order`` (default:
+    ``DEFAULT_BIT_ORDER``). Widths differ by at most one bit, and the wider blocks come first
+    and get the larger radius.
     """
     if not 1 <= count <= min(k + 1, HASH_BITS):
         raise ValueError(
             f"invalid block count {count} for k={k}: use 1 to {min(k + 1, HASH_BITS)}"
         )
+    if bit_order is None:
+        bit_order = DEFAULT_BIT_ORDER
     base_width, wider = divmod(HASH_BITS, count)
     quotient, remainder = divmod(k, count)
     blocks = []
-    top = HASH_BITS
+    start = 0
     for index in range(count):
         width = base_width + (1 if index < wider else 0)
         radius = quotient if index <= remainder else quotient - 1
-        top -= width
-        blocks.append(Block(shift=top, width=width, radius=radius))
+        blocks.append(
+            Block(bits=tuple(bit_order[start : start + width]), radius=radius)
+        )
+        start += width
     return blocks
 
 
@@ -114,46 +161,73 @@ def hamming_ball_size(width: int, radius: int) -> int:
     return sum(math.comb(width, bits) for bits in range(radius + 1))
 
 
+def uses_table(width: int, size: int) -> bool:
+    """Return whether a block of ``width`` bits over ``size`` hashes gets a table."""
+    return width <= MAX_TABLE_WIDTH and 2**width <= TABLE_ENTRIES_PER_HASH * size
+
+
 def estimate_cost(blocks: list[Block], size_a: int, size_b: int | None) -> float:
     """Estimate a search's time in nanoseconds, assuming uniform random hashes.
 
     ``size_b`` is None when searching within one set of ``size_a`` hashes.
-    Clustered hashes add candidates to every layout alike, so the estimate
-    still ranks layouts sensibly for them.
+    Clustered hashes add candidates to every layout, so the estimate ranks
+    layouts less reliably for them.
     """
     pair_count = size_a * (size_a - 1) / 2 if size_b is None else size_a * size_b
+    indexed_size = size_a if size_b is None else size_b
     cost = 0.0
     for block in blocks:
         if block.radius < 0:
             continue
-        ball = hamming_ball_size(block.width, block.radius)
+        patterns = hamming_ball_size(block.width, block.radius) - 1
         groups = min(size_a, 2**block.width)
-        if block.width <= MAX_TABLE_WIDTH:
-            probe_cost = PROBE_COST_TABLE
+        cost += BLOCK_COST
+        if uses_table(block.width, indexed_size):
+            cost += 2**block.width * TABLE_ENTRY_COST
+            cost += groups * patterns * PROBE_COST_TABLE
         else:
-            probe_cost = PROBE_COST_SEARCH
-        cost += groups * (ball - 1) * probe_cost
-        cost += pair_count * ball / 2**block.width * CANDIDATE_COST
+            cost += groups * patterns * PROBE_COST_SEARCH
+        cost += patterns * PATTERN_COST
+        cost += pair_count * (patterns + 1) / 2**block.width * CANDIDATE_COST
     return cost
 
 
 def choose_blocks(k: int, size_a: int, size_b: int | None) -> list[Block] | None:
-    """Return the cheapest block layout for ``k``, or None when brute force is cheaper."""
+    """Return the cheapest block layout for ``k``, or None when brute force is cheaper.
+
+    ``size_b`` is None when searching within one set of ``size_a`` hashes.
+    """
     pair_count = size_a * (size_a - 1) / 2 if size_b is None else size_a * size_b
     best_blocks = None
     best_cost = pair_count * BRUTE_FORCE_COST
     for count in range(1, min(k + 1, HASH_BITS) + 1):
         blocks = make_blocks(k, count)
+        if _largest_pattern_count(blocks) > MAX_FLIP_PATTERNS:
+            continue
         cost = estimate_cost(blocks, size_a, size_b)
         if cost < best_cost:
             best_blocks, best_cost = blocks, cost
     return best_blocks
 
 
+def describe(blocks: list[Block] | None) -> str:
+    """Return a short description of a block layout, such as for a log line."""
+    if blocks is None:
+        return "brute force"
+    widths = "/".join(str(block.width) for block in blocks)
+    radii = "/".join(str(block.radius) for block in blocks)
+    noun = "block" if len(blocks) == 1 else "blocks"
+    return f"{len(blocks)} {noun} of {widths} bits, radii {radii}"
+
+
+def _largest_pattern_count(blocks: list[Block]) -> int:
+    return max(hamming_ball_size(block.width, block.radius) - 1 for block in blocks)
+
+
 if hasattr(np, "bitwise_count"):
     popcount = np.bitwise_count
 else:  # numpy < 2.0 has no bitwise_count
-    _BYTE_POPCOUNT = np.array([bin(value).count("1") for value in range(256)], np.uint8)
+    _BYTE_POPCOUNT = np.array([value.bit_count() for value in range(256)], np.uint8)
 
     def popcount(values: np.ndarray) -> np.ndarray:
         """Return the number of set bits of each uint64 value, as uint8."""
@@ -209,8 +283,8 @@ class _Groups:
         return np.where(self.values[positions] == values, positions, -1)
 
 
-def _group_by_block(hashes: np.ndarray, block: Block) -> _Groups:
-    values = (hashes >> np.uint64(block.shift)) & np.uint64((1 << block.width) - 1)
+def _group_by_block(hashes: np.ndarray, block: Block, with_table: bool) -> _Groups:
+    values = block.values(hashes)
     order = np.argsort(values, kind="stable")
     sorted_values = values[order]
     boundaries = np.flatnonzero(sorted_values[1:] != sorted_values[:-1]) + 1
@@ -218,8 +292,8 @@ def _group_by_block(hashes: np.ndarray, block: Block) -> _Groups:
     lengths = np.diff(np.append(starts, len(values)))
     group_values = sorted_values[starts]
     table = None
-    if block.width <= MAX_TABLE_WIDTH:
-        table = np.full(1 << block.width, -1, dtype=np.int64)
+    if with_table and uses_table(block.width, len(hashes)):
+        table = np.full(1 << block.width, -1, dtype=np.int32)
         table[group_values.astype(np.intp)] = np.arange(len(group_values))
     return _Groups(order, hashes[order], group_values, starts, lengths, table)
 
@@ -272,6 +346,7 @@ class _CandidateTester:
 
     A pair passes when its distance is at most ``k`` and no earlier searched
     block already qualified it, which is what makes each pair reported once.
+    Passing pairs are stored as keys packed by ``_pack_pairs``.
     """
 
     def __init__(
@@ -280,17 +355,20 @@ class _CandidateTester:
         side_b: _Groups,
         k: int,
         earlier_blocks: list[Block],
+        within: bool,
+        index_bits: int,
     ) -> None:
         self.side_a = side_a
         self.side_b = side_b
         self.k = k
         self.earlier_blocks = [block for block in earlier_blocks if block.radius >= 0]
+        self.within = within
+        self.index_bits = index_bits
         self.pending: list[_Rows] = []
         self.pending_candidates = 0
         self.candidates = 0
-        self.first: list[np.ndarray] = []
-        self.second: list[np.ndarray] = []
-        self.distance: list[np.ndarray] = []
+        self.arange = np.arange(CHUNK_CANDIDATES)
+        self.keys: list[np.ndarray] = []
 
     def add(self, rows: _Rows) -> None:
         count = int(rows.target_length.sum())
@@ -327,13 +405,17 @@ class _CandidateTester:
     def _test(
         self, row: np.ndarray, target_start: np.ndarray, target_length: np.ndarray
     ) -> None:
-        total = int(target_length.sum())
+        ends = np.cumsum(target_length)
+        total = int(ends[-1])
         self.candidates += total
-        position_a = np.repeat(row, target_length)
-        offset = target_start - _exclusive_cumsum(target_length)
-        position_b = np.repeat(offset, target_length) + np.arange(total)
-
-        difference = self.side_a.hashes[position_a] ^ self.side_b.hashes[position_b]
+        if len(self.arange) < total:
+            self.arange = np.arange(total)
+        # The targets of a row are consecutive sorted positions, so candidate c
+        # of the chunk tests position (offset of its row) + c.
+        position_b = np.repeat(target_start - (ends - target_length), target_length)
+        position_b += self.arange[:total]
+        difference = self.side_b.hashes.take(position_b)
+        difference ^= np.repeat(self.side_a.hashes.take(row), target_length)
         distance = popcount(difference)
         hit = np.flatnonzero(distance <= self.k)
         difference = difference[hit]
@@ -342,29 +424,77 @@ class _CandidateTester:
             hit = hit[~found_before]
             difference = difference[~found_before]
 
-        self.first.append(self.side_a.order[position_a[hit]])
-        self.second.append(self.side_b.order[position_b[hit]])
-        self.distance.append(distance[hit])
+        first = self.side_a.order[row[np.searchsorted(ends, hit, side="right")]]
+        second = self.side_b.order[position_b[hit]]
+        if self.within:
+            first, second = np.minimum(first, second), np.maximum(first, second)
+        self.keys.append(_pack_pairs(first, second, distance[hit], self.index_bits))
+
+
+def _pack_pairs(
+    first: np.ndarray, second: np.ndarray, distance: np.ndarray, index_bits: int
+) -> np.ndarray:
+    """Pack pairs into int64 keys that sort by (first, second).
+
+    Sorting one key is several times faster than a lexsort of three arrays. The
+    distance (at most 64) takes the low 7 bits, then ``second``, then ``first``.
+    """
+    key = first << (index_bits + 7)
+    key |= second << 7
+    key |= distance
+    return key
+
+
+def _unpack_pairs(keys: np.ndarray, index_bits: int) -> NearPairs:
+    """Unpack keys made by ``_pack_pairs``, reusing their memory for ``first``."""
+    distance = keys.astype(np.uint8)  # keeps the low 8 bits
+    distance &= 127
+    second = keys >> 7
+    second &= (1 << index_bits) - 1
+    keys >>= index_bits + 7
+    return NearPairs(first=keys, second=second, distance=distance)
+
+
+def _index_bits(size_a: int, size_b: int) -> int:
+    """Return the bits a packed key needs for one index, or raise ValueError."""
+    index_bits = max(size_a - 1, size_b - 1, 1).bit_length()
+    if 2 * index_bits + 7 > 63:
+        raise ValueError(
+            f"cannot search {max(size_a, size_b)} hashes: packed pair keys allow at "
+            f"most {MAX_HASHES}; split the set and search the parts"
+        )
+    return index_bits
 
 
 def _search_blocks(
     hashes_a: np.ndarray, hashes_b: np.ndarray | None, k: int, blocks: list[Block]
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Return the pairs within ``k`` as unsorted (first, second, distance) arrays.
+) -> NearPairs:
+    """Return the pairs within ``k``, sorted, using the given block layout.
 
-    ``hashes_b`` is None to search within ``hashes_a``. Then each unordered pair
-    appears once, in either order.
+    ``hashes_b`` is None to search within ``hashes_a``, and then each pair
+    has first < second.
     """
     within = hashes_b is None
-    first: list[np.ndarray] = []
-    second: list[np.ndarray] = []
-    distance: list[np.ndarray] = []
+    size_b = len(hashes_a) if within else len(hashes_b)
+    index_bits = _index_bits(len(hashes_a), size_b)
+    keys: list[np.ndarray] = []
+    searched = [block for block in blocks if block.radius >= 0]
+    progress = tqdm(
+        total=sum(hamming_ball_size(block.width, block.radius) for block in searched),
+        desc="near-pair search",
+        unit="pattern",
+        disable=None,  # shown only on a terminal
+        leave=False,
+    )
     for index, block in enumerate(blocks):
         if block.radius < 0:
             continue
-        side_a = _group_by_block(hashes_a, block)
-        side_b = side_a if within else _group_by_block(hashes_b, block)
-        tester = _CandidateTester(side_a, side_b, k, blocks[:index])
+        side_a = _group_by_block(hashes_a, block, with_table=within)
+        if within:
+            side_b = side_a
+        else:
+            side_b = _group_by_block(hashes_b, block, with_table=True)
+        tester = _CandidateTester(side_a, side_b, k, blocks[:index], within, index_bits)
 
         if within:
             tester.add(_rows_within_groups(side_a))
@@ -372,6 +502,7 @@ def _search_blocks(
             groups_b = side_b.find(side_a.values)
             matched = np.flatnonzero(groups_b >= 0)
             tester.add(_rows_between_groups(side_a, matched, side_b, groups_b[matched]))
+        progress.update()
 
         for pattern in _flip_patterns(block.width, block.radius):
             if within:
@@ -388,110 +519,30 @@ def _search_blocks(
                     side_a, groups_a[matched], side_b, groups_b[matched]
                 )
             )
+            progress.update()
         tester.flush()
 
-        kept = sum(len(part) for part in tester.first)
         logger.debug(
-            "block of bits %d-%d, radius %d: %d groups, %d candidates, %d pairs",
-            block.shift,
-            block.shift + block.width - 1,
+            "block %d (%d bits, radius %d): %d groups, %d candidates, %d pairs",
+            index,
+            block.width,
             block.radius,
             len(side_a.values),
             tester.candidates,
-            kept,
+            sum(len(part) for part in tester.keys),
         )
-        first += tester.first
-        second += tester.second
-        distance += tester.distance
-    return _concatenate(first, np.int64), _concatenate(second, np.int64), _concatenate(
-        distance, np.uint8
-    )
+        keys += tester.keys
+    progress.close()
+
+    all_keys = np.concatenate(keys) if keys else np.empty(0, dtype=np.int64)
+    all_keys.sort()
+    return _unpack_pairs(all_keys, index_bits)
 
 
 def _concatenate(parts: list[np.ndarray], dtype: type) -> np.ndarray:
     if not parts:
         return np.empty(0, dtype=dtype)
     return np.concatenate(parts).astype(dtype, copy=False)
-
-
-@dataclass(frozen=True)
-class _Duplicates:
-    """The distinct values of a hash array and where each occurs."""
-
-    values: np.ndarray  # uint64 distinct hashes, ascending
-    members: np.ndarray  # int64 input indices, grouped by value, ascending within
-    starts: np.ndarray  # int64 where each value's indices start in ``members``
-    counts: np.ndarray  # int64 how often each value occurs
-
-
-def _collapse_duplicates(hashes: np.ndarray) -> _Duplicates:
-    values, inverse, counts = np.unique(
-        hashes, return_inverse=True, return_counts=True
-    )
-    members = np.argsort(inverse, kind="stable")
-    counts = counts.astype(np.int64)
-    return _Duplicates(values, members, _exclusive_cumsum(counts), counts)
-
-
-def _expand_duplicates(
-    first: np.ndarray,
-    second: np.ndarray,
-    distance: np.ndarray,
-    side_a: _Duplicates,
-    side_b: _Duplicates,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Turn pairs of distinct values into pairs of every index holding them."""
-    if side_a.counts.max(initial=1) == 1 and side_b.counts.max(initial=1) == 1:
-        return side_a.members[first], side_b.members[second], distance
-    counts_a = side_a.counts[first]
-    counts_b = side_b.counts[second]
-    sizes = counts_a * counts_b
-    owner = np.repeat(np.arange(len(first)), sizes)
-    offset = np.arange(owner.size) - np.repeat(_exclusive_cumsum(sizes), sizes)
-    count_b = counts_b[owner]
-    offset_a = offset // count_b
-    offset_b = offset - offset_a * count_b
-    expanded_first = side_a.members[side_a.starts[first][owner] + offset_a]
-    expanded_second = side_b.members[side_b.starts[second][owner] + offset_b]
-    return expanded_first, expanded_second, distance[owner]
-
-
-def _pairs_among_duplicates(side: _Duplicates) -> tuple[np.ndarray, np.ndarray]:
-    """Return every pair of indices that hold the same value (distance 0)."""
-    multiple = np.flatnonzero(side.counts >= 2)
-    counts = side.counts[multiple]
-    ends = np.repeat(side.starts[multiple] + counts, counts)
-    position = np.repeat(
-        side.starts[multiple] - _exclusive_cumsum(counts), counts
-    ) + np.arange(counts.sum())
-    partner_count = ends - position - 1
-    first = np.repeat(position, partner_count)
-    second = np.repeat(
-        position + 1 - _exclusive_cumsum(partner_count), partner_count
-    ) + np.arange(partner_count.sum())
-    return side.members[first], side.members[second]
-
-
-def _sorted_pairs(
-    first: np.ndarray, second: np.ndarray, distance: np.ndarray, second_size: int
-) -> NearPairs:
-    """Sort pairs by (first, second) and wrap them as NearPairs."""
-    first_size = int(first.max(initial=0)) + 1
-    if first_size * second_size < 2**56:
-        # Pack each pair into one int64, with the distance (at most 64) in the
-        # low 7 bits, because sorting one key is much faster than a lexsort.
-        key = (first * second_size + second) << 7 | distance.astype(np.int64)
-        key.sort()
-        distance = (key & 127).astype(np.uint8)
-        first, second = np.divmod(key >> 7, second_size)
-    else:
-        order = np.lexsort((second, first))
-        first, second, distance = first[order], second[order], distance[order]
-    return NearPairs(
-        first=first.astype(np.int64, copy=False),
-        second=second.astype(np.int64, copy=False),
-        distance=distance.astype(np.uint8, copy=False),
-    )
 
 
 def _empty_pairs() -> NearPairs:
@@ -506,7 +557,14 @@ def _resolve_blocks(
         return choose_blocks(k, size_a, size_b)
     if block_count == 0:
         return None
-    return make_blocks(k, block_count)
+    blocks = make_blocks(k, block_count)
+    if _largest_pattern_count(blocks) > MAX_FLIP_PATTERNS:
+        raise ValueError(
+            f"block count {block_count} for k={k} needs "
+            f"{_largest_pattern_count(blocks)} flip patterns in a block, more than "
+            f"{MAX_FLIP_PATTERNS}; use more blocks, or block_count=None to choose"
+        )
+    return blocks
 
 
 def find_near_pairs(
@@ -519,33 +577,24 @@ def find_near_pairs(
     sorted by (first, second) and equals ``brute_force_pairs(hashes, k)``.
 
     ``block_count`` fixes the number of blocks (1 to k + 1, or 0 for brute
-    force) instead of letting a cost estimate choose; the result is the same.
-    Raises ValueError for an invalid array, ``k`` or ``block_count``.
+    force) instead of letting a cost estimate choose. The result is the same.
+    Raises ValueError for an invalid array, ``k`` or ``block_count``, or for
+    more than ``MAX_HASHES`` hashes.
+
+    Memory grows with the result, about 25 bytes a pair while it is sorted. A
+    value that occurs c times alone gives c(c-1)/2 pairs, which is why callers
+    remove uniform images (phash 0x8000000000000000) first.
     """
     validate_hashes("hashes", hashes)
     validate_distance(k)
     if len(hashes) < 2:
         return _empty_pairs()
 
-    distinct = _collapse_duplicates(hashes)
-    blocks = _resolve_blocks(k, len(distinct.values), None, block_count)
-    logger.debug("searching %d distinct hashes with %s", len(distinct.values), blocks)
+    blocks = _resolve_blocks(k, len(hashes), None, block_count)
+    logger.debug("searching %d hashes at k=%d: %s", len(hashes), k, describe(blocks))
     if blocks is None:
-        pairs = brute_force_pairs(distinct.values, k)
-        first, second, distance = pairs.first, pairs.second, pairs.distance
-    else:
-        first, second, distance = _search_blocks(distinct.values, None, k, blocks)
-
-    first, second, distance = _expand_duplicates(
-        first, second, distance, distinct, distinct
-    )
-    same_first, same_second = _pairs_among_duplicates(distinct)
-    first = np.concatenate((first, same_first))
-    second = np.concatenate((second, same_second))
-    distance = np.concatenate((distance, np.zeros(len(same_first), np.uint8)))
-    return _sorted_pairs(
-        np.minimum(first, second), np.maximum(first, second), distance, len(hashes)
-    )
+        return brute_force_pairs(hashes, k)
+    return _search_blocks(hashes, None, k, blocks)
 
 
 def find_near_pairs_between(
@@ -570,30 +619,21 @@ def find_near_pairs_between(
     if len(queries) == 0 or len(targets) == 0:
         return _empty_pairs()
 
-    side_a = _collapse_duplicates(queries)
-    side_b = _collapse_duplicates(targets)
-    blocks = _resolve_blocks(k, len(side_a.values), len(side_b.values), block_count)
+    blocks = _resolve_blocks(k, len(queries), len(targets), block_count)
     logger.debug(
-        "searching %d distinct queries against %d distinct targets with %s",
-        len(side_a.values),
-        len(side_b.values),
-        blocks,
+        "searching %d queries against %d targets at k=%d: %s",
+        len(queries),
+        len(targets),
+        k,
+        describe(blocks),
     )
     if blocks is None:
-        pairs = brute_force_pairs_between(side_a.values, side_b.values, k)
-        first, second, distance = pairs.first, pairs.second, pairs.distance
-    else:
-        first, second, distance = _search_blocks(
-            side_a.values, side_b.values, k, blocks
-        )
-    first, second, distance = _expand_duplicates(
-        first, second, distance, side_a, side_b
-    )
-    return _sorted_pairs(first, second, distance, len(targets))
+        return brute_force_pairs_between(queries, targets, k)
+    return _search_blocks(queries, targets, k, blocks)
 
 
-# Pairs tested at once by brute force; the uint64 and uint8 temporaries take
-# about 150 MB.
+# Pairs tested at once by brute force. The uint64, uint8 and bool temporaries
+# take about 160 MB.
 BRUTE_FORCE_CHUNK = 1 << 24
 
 
@@ -610,7 +650,7 @@ def brute_force_pairs(hashes: np.ndarray, k: int) -> NearPairs:
     first, second, distance = [], [], []
     for start in range(0, max(size - 1, 0), rows_per_chunk):
         stop = min(start + rows_per_chunk, size - 1)
-        # Rows start..stop-1 against columns start+1..size-1; the columns at
+        # Rows start..stop-1 against columns start+1..size-1. The columns at
         # or before a row are dropped below.
         chunk_distance = popcount(hashes[start:stop, None] ^ hashes[None, start + 1 :])
         row, column = np.nonzero(chunk_distance <= k)

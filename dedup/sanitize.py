@@ -55,8 +55,9 @@ class SanitizedSplits:
 class _Kept:
     """Groups kept so far, in earlier splits and in the split being filled."""
 
-    def __init__(self, index: DuplicateIndex) -> None:
+    def __init__(self, index: DuplicateIndex, rank: np.ndarray) -> None:
         self.index = index
+        self.rank = rank
         self.owner_split: dict[int, str] = {}
         self.member: dict[int, int] = {}  # group -> an image index kept for it
 
@@ -74,13 +75,24 @@ class _Kept:
         if owner is not None:
             reason = REASON_EXACT_WITHIN if owner == split else reason_for("exact", owner)
             return reason, self.member[group], 0
+        # Of several kept near duplicates, report the closest, then the one
+        # whose stable id sorts first, so the record does not depend on the
+        # order the archive stores its members in.
+        best = None
         neighbours, distances = self.index.neighbours_of(group)
         for neighbour, distance in zip(neighbours.tolist(), distances.tolist()):
             owner = self.owner_split.get(neighbour)
-            if owner is not None:
-                reason = REASON_NEAR_WITHIN if owner == split else reason_for("near", owner)
-                return reason, self.member[neighbour], distance
-        return None
+            if owner is None:
+                continue
+            member = self.member[neighbour]
+            candidate = (distance, int(self.rank[member]), owner, member)
+            if best is None or candidate < best:
+                best = candidate
+        if best is None:
+            return None
+        distance, _, owner, member = best
+        reason = REASON_NEAR_WITHIN if owner == split else reason_for("near", owner)
+        return reason, member, distance
 
 
 def sanitize(
@@ -89,14 +101,19 @@ def sanitize(
     pools: dict[str, np.ndarray],
     labels: np.ndarray,
     num_classes: int,
+    rank: np.ndarray | None = None,
 ) -> SanitizedSplits:
     """Derive the sanitized splits from the raw ones.
 
     ``raw`` maps "train", "validation", "test" to image indices in seeded
     order; ``pools`` maps "validation" and "test" to the unused images of their
     archive, in seeded order, for refilling. Train is never refilled.
+    ``rank`` orders images by stable id; it breaks ties between matches in
+    the removal record (default: image index).
     """
-    kept = _Kept(index)
+    if rank is None:
+        rank = np.arange(len(labels))
+    kept = _Kept(index, rank)
     result = SanitizedSplits(splits={})
 
     train = []

@@ -12,7 +12,6 @@ import base64
 import binascii
 import gzip
 import logging
-import posixpath
 import tarfile
 import zlib
 from collections.abc import Iterator
@@ -32,6 +31,11 @@ OS_JUNK_NAMES = frozenset({".DS_Store", "Thumbs.db", "desktop.ini", "Icon\r"})
 OS_JUNK_FOLDERS = frozenset({"__MACOSX", ".Trashes", ".Spotlight-V100", ".fseventsd"})
 
 LETTER_IDS = {letter: i for i, letter in enumerate(CLASS_NAMES)}
+
+GZIP_MAGIC = b"\x1f\x8b"
+# A POSIX or GNU tar header has "ustar" at byte 257.
+TAR_MAGIC = b"ustar"
+TAR_MAGIC_OFFSET = 257
 
 
 class ArchiveError(RuntimeError):
@@ -107,13 +111,63 @@ def classify(info: tarfile.TarInfo) -> tuple[IgnoreReason | None, str, int]:
     return IgnoreReason.OUTSIDE_LETTER_FOLDERS, "", -1
 
 
+def check_gzip_header(path: Path, tarball: Tarball) -> None:
+    """Raise ArchiveError, naming the file and the fix, unless it starts like gzip."""
+    with open(path, "rb") as handle:
+        head = handle.read(TAR_MAGIC_OFFSET + len(TAR_MAGIC))
+    if head.startswith(GZIP_MAGIC):
+        return
+    if not head:
+        problem = "is empty (0 bytes)"
+    elif head[TAR_MAGIC_OFFSET:].startswith(TAR_MAGIC):
+        problem = "is an uncompressed tar archive, not gzip-compressed"
+    else:
+        problem = f"is not a gzip file (it starts with {head[:8]!r})"
+    raise ArchiveError(
+        f"{path} {problem}; expected {tarball.file_name} as published, so "
+        f"download it again"
+    )
+
+
+def check_end_of_archive(archive: tarfile.TarFile, path: Path, count: int) -> None:
+    """Raise ArchiveError unless the tar listing ended at its end-of-archive marker.
+
+    tarfile stops listing without an error at a damaged header, or at a header
+    cut short, anywhere after the first member. A real end-of-archive marker is
+    a full 512-byte block of zeros followed by nothing but zeros, so anything
+    else means that members were lost.
+    """
+    stream = archive.fileobj
+    header_offset = archive.offset
+    last_block = stream.tell() - header_offset
+    if last_block < tarfile.BLOCKSIZE:
+        raise ArchiveError(
+            f"{path} ends after {count} members without the tar end-of-archive "
+            f"marker (at byte {header_offset:,} of the tar), so the tar was cut short "
+            f"before it was compressed; download the archive again"
+        )
+    while True:
+        block = stream.read(1 << 20)
+        if not block:
+            return
+        if block.count(0) != len(block):
+            raise ArchiveError(
+                f"{path}: the tar listing stops after {count} members at a damaged "
+                f"header (byte {header_offset:,} of the tar), but more data follows; "
+                f"download the archive again"
+            )
+
+
 def iter_members(path: Path, tarball: Tarball, report: ReadReport) -> Iterator[Member]:
     """Yield the image candidates of a tar.gz in archive order.
 
     Ignored members and members whose path repeats an earlier one go into
     ``report``. Raises ArchiveError, naming the file and what to do, when the
-    file is not a gzip-compressed tar or ends before its gzip trailer.
+    file is empty, not gzip-compressed or not a tar. It is raised too when the
+    file is cut short anywhere (inside a member, a header or the gzip trailer)
+    or damaged so that a tar header or the gzip checksum does not read back.
     """
+    check_gzip_header(path, tarball)
     seen_sources: set[str] = set()
     count = 0
     try:
@@ -145,18 +199,29 @@ def iter_members(path: Path, tarball: Tarball, report: ReadReport) -> Iterator[M
                         data=data,
                         size=info.size,
                     )
+                check_end_of_archive(archive, path, count)
             # The tar ends before the gzip trailer; reading on checks its CRC
             # and length, so a copy cut inside the trailer is caught too.
             while stream.read(1 << 20):
                 pass
-    except gzip.BadGzipFile as error:
-        raise ArchiveError(
-            f"{path} is not a gzip-compressed tar archive ({error}); "
-            f"expected {tarball.file_name} as published, so download it again"
-        ) from error
+    except tarfile.ReadError as error:
+        if count == 0:
+            raise ArchiveError(
+                f"{path} is gzip-compressed but contains no tar archive ({error}); "
+                f"expected {tarball.file_name} as published, so download it again"
+            ) from error
+        raise damaged_archive(path, tarball, count, error) from error
     except (tarfile.TarError, EOFError, zlib.error, OSError) as error:
-        raise ArchiveError(
-            f"{path} is damaged after {count} members ({type(error).__name__}: "
-            f"{error}); delete it and download it again, or check its sha256 "
-            f"against {tarball.sha256}"
-        ) from error
+        # gzip.BadGzipFile is an OSError: after the header check above it means
+        # a failed checksum or bytes after the end of the gzip stream.
+        raise damaged_archive(path, tarball, count, error) from error
+
+
+def damaged_archive(
+    path: Path, tarball: Tarball, count: int, error: BaseException
+) -> ArchiveError:
+    return ArchiveError(
+        f"{path} is damaged after {count} members ({type(error).__name__}: "
+        f"{error}); delete it and download it again, or check its sha256 "
+        f"against {tarball.sha256}"
+    )

@@ -8,12 +8,15 @@ process is put back the next time any build starts.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import errno
 import logging
 import os
 import shutil
+from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 logger = logging.getLogger(__name__)
@@ -57,11 +60,18 @@ def recover(output: Path) -> None:
         logger.warning("Restored %s from %s, left by an interrupted build", output, backup)
     elif backup.exists():
         shutil.rmtree(backup, ignore_errors=True)
+    remove_abandoned(output.parent, f".{output.name}.building-")
 
-    prefix = f".{output.name}.building-"
-    if not output.parent.is_dir():
+
+def remove_abandoned(parent: Path, prefix: str) -> None:
+    """Delete every folder ``parent/<prefix><pid>`` whose process no longer runs.
+
+    Staging folders carry the id of the process that writes them, so a folder
+    of a live process, such as a concurrent build, is left alone.
+    """
+    if not parent.is_dir():
         return
-    for leftover in output.parent.glob(prefix + "*"):
+    for leftover in parent.glob(prefix + "*"):
         pid_text = leftover.name[len(prefix) :]
         if pid_text.isdigit() and _pid_alive(int(pid_text)):
             continue
@@ -106,15 +116,111 @@ def _exchange(first: Path, second: Path) -> bool:
     raise OSError(error, os.strerror(error), str(first), None, str(second))
 
 
-def swap_into_place(staging: Path, output: Path) -> None:
-    """Make ``staging`` the new ``output`` and delete the old one."""
+def swap_into_place(
+    staging: Path, output: Path, after_swap: Callable[[], None] | None = None
+) -> None:
+    """Make ``staging`` the new ``output`` and delete the old one.
+
+    ``after_swap`` runs as soon as the new folder is in place, before the old
+    one is deleted, which can take a while for a large build.
+    """
+    after = after_swap or (lambda: None)
     if not output.exists():
         os.rename(staging, output)
+        after()
         return
     if _exchange(staging, output):
+        after()
         shutil.rmtree(staging)
         return
     backup = backup_path(output)
     os.rename(output, backup)
     os.rename(staging, output)
+    after()
     shutil.rmtree(backup)
+
+
+# Write errors that more free space (or a higher limit) would have avoided.
+DISK_FULL_ERRNOS = frozenset(
+    code
+    for code in (errno.ENOSPC, errno.EFBIG, getattr(errno, "EDQUOT", None))
+    if code is not None
+)
+# Cause and remedy of each of those errors, for the message.
+DISK_FULL_CAUSES = {
+    errno.ENOSPC: ("the disk is full", "free space there"),
+    errno.EFBIG: (
+        "a file reached the file-size limit",
+        "raise the limit (ulimit -f)",
+    ),
+    getattr(errno, "EDQUOT", -1): (
+        "the disk quota is used up",
+        "free space there or raise the quota",
+    ),
+}
+
+
+class DiskFullError(OSError):
+    """Writing failed for lack of space: a full disk, quota or file-size limit."""
+
+    def __init__(self, code: int, message: str, folder: Path) -> None:
+        super().__init__(code, message)
+        self.message = message
+        self.folder = folder
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def find_disk_full(error: BaseException | None) -> OSError | None:
+    """Return the OSError in ``error``'s chain of causes that reports a full disk,
+    quota or file-size limit, or None.
+
+    Libraries wrap write errors (``datasets`` raises DatasetGenerationError from
+    them), so the chain is followed through ``__cause__`` and ``__context__``.
+    """
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, OSError) and error.errno in DISK_FULL_ERRNOS:
+            return error
+        error = error.__cause__ or error.__context__
+    return None
+
+
+def disk_full_message(error: OSError, location: str | Path, option: str) -> str:
+    """Describe a full disk, quota or file-size limit met while writing ``location``."""
+    cause, advice = DISK_FULL_CAUSES.get(error.errno, ("no space is left", "free space"))
+    return (
+        f"could not write to {location}: {cause} ({os.strerror(error.errno)}). "
+        f"To fix it, {advice}, or choose another {option}, and run the build "
+        f"again; an earlier build in the output folder was left as it was"
+    )
+
+
+@contextlib.contextmanager
+def disk_full_reported(folder: Path, option: str) -> Iterator[None]:
+    """Raise DiskFullError naming ``folder`` for a full disk, quota or file-size
+    limit met inside the block, whatever library raised it; other errors pass."""
+    try:
+        yield
+    except DiskFullError:
+        raise
+    except Exception as error:
+        full = find_disk_full(error)
+        if full is None:
+            raise
+        message = disk_full_message(full, full.filename or folder, option)
+        raise DiskFullError(full.errno, message, folder) from error
+
+
+def explain_disk_full(error: BaseException) -> str | None:
+    """Return a message for a full disk, quota or file-size limit anywhere in
+    ``error``'s chain of causes, or None when the error has another cause."""
+    if isinstance(error, DiskFullError):
+        return str(error)
+    full = find_disk_full(error)
+    if full is None:
+        return None
+    location = full.filename or "the output folder or the datasets cache"
+    return disk_full_message(full, location, "--output or --cache-dir")

@@ -23,7 +23,14 @@ from pathlib import Path
 import datasets
 
 from . import __version__
-from .atomic import check_replaceable, recover, staging_path, swap_into_place
+from .atomic import (
+    check_replaceable,
+    disk_full_reported,
+    recover,
+    remove_abandoned,
+    staging_path,
+    swap_into_place,
+)
 from .constants import LARGE, SMALL, SPLIT_NAMES
 from .download import fetch_tarballs, file_sha256, locate_tarballs
 from .export import DEFAULT_MAX_SHARD_BYTES, fsync_tree, write_split
@@ -53,31 +60,52 @@ def cache_hash(fingerprint: str, config: str) -> str:
     return hashlib.sha256(f"{fingerprint}/{config}".encode()).hexdigest()[:16]
 
 
-def register_in_cache(
+@dataclass
+class CacheEntry:
+    """A config's Arrow files: built under a staging folder, then published."""
+
+    staged: Path | None  # None when the final entry already exists
+    final: Path
+    dataset: datasets.DatasetDict
+
+
+def stage_cache_entry(
     prepared: Prepared, config: str, cache_dir: Path, staging_cache: Path
-) -> datasets.DatasetDict:
-    """Run the builder for ``config`` and move its finished Arrow files into
-    the ``datasets`` cache in one rename; return the dataset read from there."""
+) -> CacheEntry:
+    """Run the builder for ``config`` into ``staging_cache``; return its dataset.
+
+    An entry with the same fingerprint already in the cache was built from the
+    same archives and options, so it is read instead of built again.
+    """
     from loading_script import Notmnist
 
     hash_name = cache_hash(prepared.fingerprint, config)
     final = cache_dir / DATASET_NAME / config / str(Notmnist.VERSION) / hash_name
-    if not final.is_dir():
-        builder = Notmnist(
-            config_name=config,
-            hash=hash_name,
-            cache_dir=str(staging_cache),
-            prepared=prepared,
-        )
-        builder.download_and_prepare()
-        built = Path(builder.cache_dir)
-        final.parent.mkdir(parents=True, exist_ok=True)
-        os.rename(built, final)
-    # The newest entry is what a bare load_dataset("notmnist") returns.
-    os.utime(final)
+    if final.is_dir():
+        builder = Notmnist(config_name=config, hash=hash_name, cache_dir=str(cache_dir))
+        return CacheEntry(None, final, builder.as_dataset())
+    builder = Notmnist(
+        config_name=config,
+        hash=hash_name,
+        cache_dir=str(staging_cache),
+        prepared=prepared,
+    )
+    builder.download_and_prepare()
+    return CacheEntry(Path(builder.cache_dir), final, builder.as_dataset())
 
-    builder = Notmnist(config_name=config, hash=hash_name, cache_dir=str(cache_dir))
-    return builder.as_dataset()
+
+def publish_cache_entries(entries: list[CacheEntry]) -> None:
+    """Move staged entries into the ``datasets`` cache, one rename each, and
+    mark them newest in list order, since the newest entry is what
+    ``load_dataset("notmnist")`` loads."""
+    # File times are coarse (a few ms), so the order is set explicitly.
+    now = time.time_ns()
+    for position, entry in enumerate(entries):
+        if entry.staged is not None and not entry.final.is_dir():
+            entry.final.parent.mkdir(parents=True, exist_ok=True)
+            os.rename(entry.staged, entry.final)
+        stamp = now - (len(entries) - 1 - position) * 1_000_000_000
+        os.utime(entry.final, ns=(stamp, stamp))
 
 
 def resolve_tarballs(data_dir: Path | None, verify: bool, progress: bool) -> dict[str, Path]:
@@ -102,6 +130,7 @@ def build(
     output = Path(output).absolute()
     cache_dir = Path(cache_dir or datasets.config.HF_DATASETS_CACHE).absolute()
     recover(output)
+    remove_abandoned(cache_dir, f".{DATASET_NAME}-staging-")
     check_replaceable(output)
 
     started = time.perf_counter()
@@ -121,20 +150,25 @@ def build(
         shards: dict[str, list[str]] = {}
         split_sizes: dict[str, dict[str, int]] = {}
         split_bytes: dict[str, dict[str, int]] = {}
+        entries: list[CacheEntry] = []
         # Sanitized goes last: its cache entry is then the newest, the default.
         for config in ("raw", "sanitized"):
-            dataset = register_in_cache(prepared, config, cache_dir, staging_cache)
+            with disk_full_reported(cache_dir, "--cache-dir"):
+                entry = stage_cache_entry(prepared, config, cache_dir, staging_cache)
+            entries.append(entry)
+            dataset = entry.dataset
             split_sizes[config] = {}
             split_bytes[config] = {}
             for split in SPLIT_NAMES:
                 table = dataset[split].data.table
-                written = write_split(
-                    table,
-                    dataset[split].features,
-                    staging / config,
-                    split,
-                    max_shard_bytes,
-                )
+                with disk_full_reported(output, "--output"):
+                    written = write_split(
+                        table,
+                        dataset[split].features,
+                        staging / config,
+                        split,
+                        max_shard_bytes,
+                    )
                 shards.setdefault(config, []).extend(
                     str(path.relative_to(staging)) for path in written
                 )
@@ -152,7 +186,9 @@ def build(
         prepared.timer.record("reports and card", started)
 
         fsync_tree(staging)
-        swap_into_place(staging, output)
+        # The cache entries follow the output folder, so a build killed
+        # before the swap leaves both the folder and the bare name as they were.
+        swap_into_place(staging, output, after_swap=lambda: publish_cache_entries(entries))
     finally:
         shutil.rmtree(staging, ignore_errors=True)
         shutil.rmtree(staging_cache, ignore_errors=True)

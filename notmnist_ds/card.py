@@ -231,6 +231,9 @@ def render_card(report: dict) -> str:
         overlap_table(report["overlap"]["sanitized"]),
         "### What sanitizing removed",
         _table(["reason", "rows"], removal_rows) if removal_rows else "Nothing.",
+        f"Train is not refilled: it keeps one image per pixel-identical group, so it has "
+        f"{report['configs']['raw']['splits']['train'] - report['configs']['sanitized']['splits']['train']:,} "
+        f"rows fewer than in `raw`. "
         f"Refilled: {', '.join(f'{n:,} {s}' for s, n in dedup['refilled'].items())}. {shortfall_text} "
         "Every removal, with the row it matched, is listed in `reports/removals.csv`.",
         "## Skipped members",

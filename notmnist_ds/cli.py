@@ -205,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
         os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
 
     from .archive import ArchiveError
-    from .atomic import OutputFolderError
+    from .atomic import OutputFolderError, explain_disk_full
     from .download import DownloadError, VerificationError
     from .splits import SplitSizeError
 
@@ -225,8 +225,13 @@ def main(argv: list[str] | None = None) -> int:
     ) as error:
         print(f"notmnist: error: {error}", file=sys.stderr)
         return 2
-    except OSError as error:
-        print(f"notmnist: error: {error}", file=sys.stderr)
+    except Exception as error:
+        # A full disk may come wrapped by a library (datasets raises
+        # DatasetGenerationError), so the whole chain of causes is checked.
+        message = explain_disk_full(error)
+        if message is None and not isinstance(error, OSError):
+            raise
+        print(f"notmnist: error: {message or error}", file=sys.stderr)
         return 1
 
 

@@ -203,7 +203,10 @@ def prepare(
 
     started = time.perf_counter()
     labels = images.labels
-    sanitized = sanitize(index, raw, pools, labels, NUM_CLASSES)
+    sources = np.asarray(large.sources + small.sources, dtype=object)
+    rank = np.empty(len(sources), dtype=np.int64)
+    rank[np.argsort(sources, kind="stable")] = np.arange(len(sources))
+    sanitized = sanitize(index, raw, pools, labels, NUM_CLASSES, rank)
     overlap = {
         "raw": overlap_report(index, raw, labels),
         "sanitized": overlap_report(index, sanitized.splits, labels),

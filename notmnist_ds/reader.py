@@ -99,6 +99,19 @@ def decode_chunk(payload: tuple[list[bytes], HashSpec]) -> DecodedChunk:
             png.append(data)
         ok.append(True)
 
+    if not png:
+        # Every member was rejected; numpy cannot reshape an empty batch to
+        # (0, -1), which the digest and uniform checks do.
+        return DecodedChunk(
+            png,
+            np.empty(0, np.uint64),
+            np.empty((0, 2), np.uint64),
+            np.zeros(0, bool),
+            np.empty((0, IMAGE_PIXELS), np.uint8),
+            ok,
+            rejections,
+            converted,
+        )
     pixels = pixels[: len(png)]
     digests = pixel_digests(pixels)
     hashes = compute_hashes(pixels, spec).values if len(pixels) else np.empty(0, np.uint64)
@@ -112,9 +125,10 @@ def decode_chunk(payload: tuple[list[bytes], HashSpec]) -> DecodedChunk:
 def exit_with_parent() -> None:
     """End this worker process as soon as the process that started it dies.
 
-    Runs as the pool's initializer. A worker waits on its task queue and holds
-    both ends of that queue's pipe itself, so it never sees the queue close:
-    without this watch, a build killed with SIGKILL leaves its workers running.
+    Runs as the pool's initializer. A worker waits on its task queue and has
+    both ends of that queue's pipe open itself, so it never sees the queue
+    close. Without this watch, a build killed with SIGKILL leaves its workers
+    running.
     """
     parent = multiprocessing.parent_process()
     if parent is None:
@@ -156,6 +170,13 @@ def chunked(members: Iterator[Member], size: int) -> Iterator[list[Member]]:
             chunk = []
     if chunk:
         yield chunk
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return -1  # the reader raises ArchiveError for it, with the fix
 
 
 def read_archive(
@@ -209,13 +230,14 @@ def read_archive(
                 yield chunk, future.result()
         except BaseException:
             # Ctrl-C, a damaged archive or a closed generator: drop the queued
-            # chunks so that the workers stop after the one they hold.
+            # chunks, so that each worker stops after the chunk it is decoding.
             executor.shutdown(wait=False, cancel_futures=True)
             raise
         executor.shutdown(wait=True)
 
     with tqdm(
-        total=tarball.num_png_files,
+        # The member count is known only for the published archive.
+        total=tarball.num_png_files if _size(path) == tarball.num_bytes else None,
         desc=f"Reading {tarball.file_name}",
         unit="img",
         disable=not progress,

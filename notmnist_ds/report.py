@@ -13,6 +13,8 @@ import enum
 from collections import Counter
 from dataclasses import dataclass, field
 
+from .constants import CLASS_NAMES
+
 
 class SkipReason(str, enum.Enum):
     """Why a member in a letter folder is not a row."""
@@ -86,6 +88,10 @@ class ReadReport:
     def ignored(self) -> list[Omission]:
         return [o for o in self.omissions if not o.is_skip]
 
+    def missing_letters(self) -> list[str]:
+        """Return the letters of which no image became a row."""
+        return [letter for letter in CLASS_NAMES if not self.rows_per_letter.get(letter)]
+
     def reason_counts(self) -> dict[str, int]:
         return dict(sorted(Counter(o.reason for o in self.omissions).items()))
 
@@ -102,7 +108,10 @@ class ReadReport:
         return {
             "archive": self.archive,
             "rows": self.rows,
-            "rows_per_letter": dict(sorted(self.rows_per_letter.items())),
+            # Every letter is listed, so a missing letter folder shows as 0.
+            "rows_per_letter": {
+                letter: self.rows_per_letter.get(letter, 0) for letter in CLASS_NAMES
+            },
             "uniform_images": self.uniform_images,
             "converted_images": self.converted_images,
             "reason_counts": self.reason_counts(),

@@ -54,7 +54,12 @@ def near_duplicate_examples(prepared: Prepared) -> dict[int, list]:
     top = settings.max_distance + EXTRA_DISTANCES
     pairs = find_near_pairs(hashes[glyphs], min(top, settings.hash_size**2 - 1))
     examples: dict[int, list] = {d: [] for d in range(top + 1)}
-    for first, second, distance in zip(pairs.first, pairs.second, pairs.distance):
+    # A seeded shuffle spreads the examples over letters and fonts instead of
+    # taking the first pairs of the archive, which are all one letter.
+    order = np.random.default_rng(0).permutation(len(pairs))
+    for first, second, distance in zip(
+        pairs.first[order], pairs.second[order], pairs.distance[order]
+    ):
         bucket = examples[int(distance)]
         if len(bucket) < EXAMPLE_PAIRS_PER_DISTANCE:
             a, b = glyphs[first], glyphs[second]

@@ -50,8 +50,11 @@ def parse_size(text: str) -> int | None:
         raise SplitSizeError(
             f"invalid split size {text!r}: give a whole number of images or 'all'"
         ) from None
-    if value < 0:
-        raise SplitSizeError(f"invalid split size {value}: it must be 0 or more")
+    if value < NUM_CLASSES:
+        raise SplitSizeError(
+            f"invalid split size {value}: every split needs at least one image a "
+            f"letter, so give {NUM_CLASSES} or more"
+        )
     return value
 
 

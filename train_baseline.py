@@ -17,6 +17,7 @@ not load SciPy's OpenBLAS.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import json
 import logging
@@ -37,7 +38,6 @@ logger = logging.getLogger("train_baseline")
 
 IMAGE_SIDE = 28
 IMAGE_PIXELS = IMAGE_SIDE * IMAGE_SIDE
-SPLITS = ("train", "validation", "test")
 CONFIGS = ("sanitized", "raw")
 INPUT_RANGES = ("auto", "uint8", "unit", "centered")
 DTYPE = np.float32
@@ -140,6 +140,8 @@ def _unfilter_sequential(kind: int, raw: np.ndarray, above: np.ndarray) -> np.nd
         if kind == 3:
             predictor = (left + up) >> 1
         else:
+            # Distances from the estimate left + up - upper_left to each
+            # neighbour; ties go to left, then up, as the PNG standard says.
             distance_left = np.abs(up - upper_left)
             distance_up = np.abs(left - upper_left)
             distance_corner = np.abs(left + up - 2 * upper_left)
@@ -155,26 +157,32 @@ def _unfilter_sequential(kind: int, raw: np.ndarray, above: np.ndarray) -> np.nd
 
 
 def decode_with_pillow(blob: bytes) -> np.ndarray:
-    """Decode any image Pillow reads into 28x28 uint8 grayscale."""
+    """Decode any image Pillow reads into 28x28 uint8 grayscale.
+
+    16-bit grayscale keeps its top 8 bits, because Pillow's conversion to
+    mode "L" would clip it instead of scaling.
+    """
     with Image.open(io.BytesIO(blob)) as image:
-        if image.mode != "L":
-            image = image.convert("L")
         if image.size != (IMAGE_SIDE, IMAGE_SIDE):
             raise ValueError(
                 f"image is {image.size[0]}x{image.size[1]}, expected 28x28"
             )
+        if image.mode.startswith("I;16"):
+            return (np.asarray(image) >> 8).astype(np.uint8)
+        if image.mode != "L":
+            image = image.convert("L")
         return np.asarray(image, dtype=np.uint8)
 
 
 def decode_png_batch(blobs: Sequence[bytes | None]) -> tuple[np.ndarray, int]:
     """Decode encoded 28x28 images into uint8 (N, 28, 28) pixels.
 
-    8-bit grayscale PNGs, which notMNIST builds contain, are inflated with zlib
-    and unfiltered in bulk; this is several times faster than one Pillow call
-    per image. Other formats go through Pillow and convert to grayscale.
-    Returns the pixels and how many images went through Pillow. Raises
-    ValueError naming the position of an empty, unreadable or wrongly sized
-    image.
+    Images that are 8-bit grayscale PNGs, as in notMNIST builds, are inflated
+    with zlib and unfiltered in bulk. That is several times faster than one
+    Pillow call per image. Other formats go through Pillow and convert to
+    grayscale. Returns the pixels and how many images went through Pillow.
+    Raises ValueError naming the position of an empty, unreadable or wrongly
+    sized image.
     """
     count = len(blobs)
     pixels = np.empty((count, IMAGE_SIDE, IMAGE_SIDE), np.uint8)
@@ -207,7 +215,7 @@ def decode_png_batch(blobs: Sequence[bytes | None]) -> tuple[np.ndarray, int]:
         try:
             pixels[fast_rows] = unfilter_rows(filtered)
         except ValueError as error:
-            raise ValueError(f"among images {fast_rows[0]}..: {error}") from None
+            raise ValueError(f"images from {fast_rows[0]} on: {error}") from None
     for position in slow_rows:
         try:
             pixels[position] = decode_with_pillow(blobs[position])
@@ -268,15 +276,15 @@ RANGE_BOUNDS = {"uint8": (0.0, 255.0), "unit": (0.0, 1.0), "centered": (-0.5, 0.
 
 
 def normalize_pixels(
-    pixels: np.ndarray, input_range: str = "auto"
+    pixels: np.ndarray, input_range: str = "auto", out: np.ndarray | None = None
 ) -> tuple[np.ndarray, str]:
     """Map images to float32 (N, 784) in [-0.5, 0.5], as ``(x - 127.5) / 255``.
 
     ``input_range`` is ``"uint8"`` (values 0..255), ``"unit"`` (0..1, shifted
     by -0.5), ``"centered"`` (already in [-0.5, 0.5], only cast) or ``"auto"``
-    (see ``detect_input_range``). Returns the array and the range applied.
-    Raises BaselineError when the values fall outside the stated range or the
-    images are not 28x28.
+    (see ``detect_input_range``). Writes into ``out`` (float32, (N, 784)) if
+    given. Returns the array and the range applied. Raises BaselineError when
+    the values fall outside the stated range or the images are not 28x28.
     """
     if pixels.ndim < 2 or math.prod(pixels.shape[1:]) != IMAGE_PIXELS:
         raise BaselineError(
@@ -297,7 +305,8 @@ def normalize_pixels(
                 f"{input_range} range [{low}, {high}]; pass --input-range auto"
             )
     flat = pixels.reshape(len(pixels), IMAGE_PIXELS)
-    out = np.empty(flat.shape, DTYPE)
+    if out is None:
+        out = np.empty(flat.shape, DTYPE)
     if input_range == "uint8":
         # Subtract and divide in float32: NumPy 2 computes `uint8 - 127.5`
         # in float64.
@@ -314,7 +323,7 @@ def read_labels(split: datasets.Dataset, split_name: str) -> tuple[np.ndarray, i
     """Return a split's labels as int64 and the ClassLabel's number of classes.
 
     Raises BaselineError when the label column is missing, is not a
-    ClassLabel, or holds a value outside ``0 .. num_classes - 1``.
+    ClassLabel, or contains a value outside ``0 .. num_classes - 1``.
     """
     feature = split.features.get("label")
     if not isinstance(feature, datasets.ClassLabel):
@@ -338,28 +347,32 @@ def read_labels(split: datasets.Dataset, split_name: str) -> tuple[np.ndarray, i
     return labels, feature.num_classes
 
 
-def read_images(split: datasets.Dataset, split_name: str) -> np.ndarray:
-    """Return a split's image column as an array of raw values, (N, 28, 28).
+def read_image_values(split: datasets.Dataset, split_name: str) -> np.ndarray:
+    """Return an image column that is not ``datasets.Image`` as an array.
 
-    ``datasets.Image`` columns are decoded from their bytes with
-    ``decode_png_batch``; other columns (Array2D, lists of numbers) are read
-    through ``with_format("numpy")`` unchanged.
+    Array2D columns and lists of numbers are read through
+    ``with_format("numpy")`` unchanged. Raises BaselineError when the images
+    differ in shape.
     """
-    feature = split.features.get("image")
-    if feature is None:
+    values = split.select_columns(["image"]).with_format("numpy")[:]["image"]
+    values = np.asarray(values)
+    if values.dtype == object:
         raise BaselineError(
-            f"{split_name}: no 'image' column (columns: {split.column_names})"
+            f"{split_name}: the image column contains arrays of different shapes; "
+            "every image must be 28x28"
         )
-    if not isinstance(feature, datasets.Image):
-        values = split.select_columns(["image"]).with_format("numpy")[:]["image"]
-        values = np.asarray(values)
-        if values.dtype == object:
-            raise BaselineError(
-                f"{split_name}: the image column holds arrays of different shapes; "
-                "every image must be 28x28"
-            )
-        return values
-    pixels = np.empty((split.num_rows, IMAGE_SIDE, IMAGE_SIDE), np.uint8)
+    return values
+
+
+def decode_image_column(
+    split: datasets.Dataset, split_name: str, out: np.ndarray
+) -> None:
+    """Decode a ``datasets.Image`` column into ``out``, float32 (N, 784).
+
+    Decodes ``DECODE_CHUNK`` rows at a time with ``decode_png_batch`` and
+    normalises each chunk in place, so no uint8 copy of the split is kept.
+    Images stored by path instead of bytes are read from their files.
+    """
     through_pillow = 0
     table = split.select_columns(["image"]).with_format("arrow")
     starts = range(0, split.num_rows, DECODE_CHUNK)
@@ -372,14 +385,22 @@ def read_images(split: datasets.Dataset, split_name: str) -> np.ndarray:
         paths = images.field("path").to_pylist()
         for position, blob in enumerate(blobs):
             if blob is None and paths[position]:
-                blobs[position] = Path(paths[position]).read_bytes()
+                try:
+                    blobs[position] = Path(paths[position]).read_bytes()
+                except OSError as error:
+                    raise BaselineError(
+                        f"{split_name}, row {start + position}: the image has no "
+                        f"embedded bytes and its file cannot be read ({error}); "
+                        "rebuild the dataset with embedded images"
+                    ) from None
         try:
-            pixels[start:stop], slow = decode_png_batch(blobs)
+            pixels, slow = decode_png_batch(blobs)
         except ValueError as error:
             raise BaselineError(
                 f"{split_name}, rows {start}..{stop - 1}: {error}; rebuild the "
                 "dataset or drop that row"
             ) from None
+        normalize_pixels(pixels, "uint8", out=out[start:stop])
         through_pillow += slow
     if through_pillow:
         logger.info(
@@ -387,7 +408,32 @@ def read_images(split: datasets.Dataset, split_name: str) -> np.ndarray:
             split_name,
             through_pillow,
         )
-    return pixels
+
+
+def read_pixels(
+    split: datasets.Dataset, split_name: str, input_range: str
+) -> tuple[np.ndarray, str]:
+    """Return a split's images as float32 (N, 784) in [-0.5, 0.5] and the range applied.
+
+    Decoded ``datasets.Image`` columns are 0..255 intensities, so they accept
+    only ``input_range`` "auto" or "uint8". Other columns go through
+    ``normalize_pixels``.
+    """
+    feature = split.features.get("image")
+    if feature is None:
+        raise BaselineError(
+            f"{split_name}: no 'image' column (columns: {split.column_names})"
+        )
+    if not isinstance(feature, datasets.Image):
+        return normalize_pixels(read_image_values(split, split_name), input_range)
+    if input_range not in ("auto", "uint8"):
+        raise BaselineError(
+            f"{split_name}: --input-range {input_range} does not fit an Image column, "
+            "whose decoded values are 0..255; pass --input-range auto"
+        )
+    out = np.empty((split.num_rows, IMAGE_PIXELS), DTYPE)
+    decode_image_column(split, split_name, out)
+    return out, "uint8"
 
 
 def load_config(dataset: str, config: str) -> datasets.DatasetDict:
@@ -424,7 +470,7 @@ def split_arrays(
             f"{split_name}: the ClassLabel has {classes} classes, the training split "
             f"{num_classes}; use splits of one build"
         )
-    pixels, applied = normalize_pixels(read_images(split, split_name), input_range)
+    pixels, applied = read_pixels(split, split_name, input_range)
     return SplitArrays(pixels, labels, applied, split._fingerprint), classes
 
 
@@ -464,7 +510,7 @@ class Network:
 
     ``weights[i]`` has shape (fan_in, fan_out) and He initialisation
     (normal, std sqrt(2 / fan_in)); biases start at zero. All arrays share
-    ``dtype``, float32 unless a test asks for float64.
+    ``dtype``: float32 for training, float64 only for gradient checks.
     """
 
     def __init__(
@@ -553,6 +599,7 @@ class Hyperparameters:
 ADAM_BETA1 = 0.9
 ADAM_BETA2 = 0.999
 ADAM_EPSILON = 1e-8
+ADAM_LEARNING_RATE = 0.001  # the default when --optimizer adam has no --lr
 
 
 class Trainer:
@@ -584,7 +631,8 @@ class Trainer:
             if settings.optimizer == "adam"
             else []
         )
-        self.scratch = [np.empty_like(p) for p in network.parameters]
+        adam = settings.optimizer == "adam"
+        self.scratch = [np.empty_like(p) for p in network.parameters] if adam else []
         self.adam_steps = 0
         self.capacity = 0
 
@@ -602,7 +650,7 @@ class Trainer:
     def forward_backward(
         self, inputs: np.ndarray, targets: np.ndarray, gradient_scale: float = 1.0
     ) -> tuple[np.generic, int]:
-        """Fill the gradient buffers for one minibatch; return its loss and hits.
+        """Fill the gradient buffers for one minibatch; return its loss and correct count.
 
         The gradients are of the mean cross-entropy (no L2 term) times
         ``gradient_scale``. ``inputs`` must have the network's dtype.
@@ -619,12 +667,14 @@ class Trainer:
                 np.maximum(output, 0, out=output)
                 if self.keep < 1.0:
                     mask = self.masks[layer][:count]
+                    # Inverted dropout: kept units are scaled by 1 / keep, so
+                    # evaluation needs no rescaling.
                     self.rng.random(out=mask, dtype=self.dtype)
                     np.less(mask, self.keep, out=mask)
                     mask *= 1.0 / self.keep
                     output *= mask
             activation = output
-        hits = int(np.count_nonzero(activation.argmax(axis=1) == targets))
+        correct = int(np.count_nonzero(activation.argmax(axis=1) == targets))
         delta = self.deltas[last][:count]
         loss, _ = softmax_cross_entropy(activation, targets, gradient=delta)
         if gradient_scale != 1.0:
@@ -643,21 +693,22 @@ class Trainer:
             np.greater(below, 0, out=active)
             next_delta *= active
             delta = next_delta
-        return loss, hits
+        return loss, correct
 
     def step(
         self, inputs: np.ndarray, targets: np.ndarray, learning_rate: float
     ) -> tuple[np.generic, int]:
-        """Run one optimiser step on a minibatch; return its loss and hits."""
+        """Run one optimiser step on a minibatch; return its loss and correct count."""
         settings = self.settings
         learning_rate = float(learning_rate)
         sgd = settings.optimizer == "sgd"
-        loss, hits = self.forward_backward(
+        loss, correct = self.forward_backward(
             inputs, targets, gradient_scale=learning_rate if sgd else 1.0
         )
         gradients = [*self.weight_gradients, *self.bias_gradients]
         parameters = self.network.parameters
         weight_count = len(self.network.weights)
+
         if sgd:
             decay = learning_rate * float(settings.l2)
             for index, (parameter, gradient) in enumerate(zip(parameters, gradients)):
@@ -668,16 +719,18 @@ class Trainer:
                     np.multiply(parameter, decay, out=gradient)
                     velocity += gradient
                 parameter -= velocity
-            return loss, hits
+            return loss, correct
+
         self.adam_steps += 1
         first_correction = 1.0 - ADAM_BETA1**self.adam_steps
         second_correction = 1.0 - ADAM_BETA2**self.adam_steps
         step_size = learning_rate * math.sqrt(second_correction) / first_correction
         for index, (parameter, gradient) in enumerate(zip(parameters, gradients)):
-            if settings.l2 and index < weight_count:
-                gradient += float(settings.l2) * parameter
             first, second = self.first_moments[index], self.second_moments[index]
             scratch = self.scratch[index]
+            if settings.l2 and index < weight_count:
+                np.multiply(parameter, float(settings.l2), out=scratch)
+                gradient += scratch
             first *= ADAM_BETA1
             np.multiply(gradient, 1.0 - ADAM_BETA1, out=scratch)
             first += scratch
@@ -690,7 +743,7 @@ class Trainer:
             np.divide(first, scratch, out=scratch)
             scratch *= step_size
             parameter -= scratch
-        return loss, hits
+        return loss, correct
 
     def train_epoch(
         self, pixels: np.ndarray, labels: np.ndarray, learning_rate: float
@@ -711,20 +764,23 @@ class Trainer:
             self._allocate(batch)
         order = self.rng.permutation(count)
         total_loss = 0.0
-        total_hits = 0
+        total_correct = 0
         for start in range(0, count, batch):
             index = order[start : start + batch]
             rows = len(index)
             # mode="clip" lets np.take write straight into `out` unbuffered.
             inputs = np.take(pixels, index, axis=0, out=self.inputs[:rows], mode="clip")
             targets = np.take(labels, index, out=self.targets[:rows], mode="clip")
-            loss, hits = self.step(inputs, targets, learning_rate)
+            loss, correct = self.step(inputs, targets, learning_rate)
             if loss.dtype != self.dtype:
-                raise TypeError(f"the loss became {loss.dtype}; a step upcast")
+                raise TypeError(
+                    f"the minibatch loss is {loss.dtype}, expected {self.dtype}: an "
+                    "operand of the training step is float64"
+                )
             total_loss += float(loss) * rows
-            total_hits += hits
+            total_correct += correct
         self.check_dtypes()
-        return total_loss / count, total_hits / count
+        return total_loss / count, total_correct / count
 
     def check_dtypes(self) -> None:
         """Raise TypeError if any parameter or optimiser array left the dtype."""
@@ -750,6 +806,7 @@ class Evaluation:
     count: int
 
     def per_class_accuracy(self, class_names: Sequence[str]) -> dict[str, float | None]:
+        """Return each class's recall; None for a class with no rows."""
         totals = self.confusion.sum(axis=1)
         return {
             name: (float(self.confusion[i, i] / totals[i]) if totals[i] else None)
@@ -776,7 +833,7 @@ def evaluate(network: Network, split: SplitArrays) -> Evaluation:
 
 @dataclass
 class TrainingResult:
-    """What ``fit`` returns: the per-epoch history and where it stopped."""
+    """Outcome of ``fit``: the per-epoch history and the epoch it kept."""
 
     history: list[dict[str, float]] = field(default_factory=list)
     best_epoch: int = 0
@@ -793,7 +850,7 @@ def fit(
 ) -> TrainingResult:
     """Train with learning-rate decay and early stopping on validation accuracy.
 
-    Logs one line per epoch. When training ends the network holds the weights
+    Logs one line per epoch. When training ends, the network has the weights
     of the epoch with the best validation accuracy.
     """
     trainer = Trainer(network, settings, rng)
@@ -903,12 +960,16 @@ def _draw_panel(
     title: str,
     series: dict[str, list[float]],
     font: ImageFont.ImageFont,
+    best_epoch: int | None,
 ) -> None:
-    """Draw one line chart (x = epoch) with axes, ticks and a legend in ``box``."""
+    """Draw one line chart (x = epoch) with axes, ticks and a legend in ``box``.
+
+    A grey vertical line marks ``best_epoch`` (1-based), if given.
+    """
     left, top, right, bottom = box
     plot_left, plot_top, plot_right, plot_bottom = (
         left + 60,
-        top + 30,
+        top + 45,
         right - 15,
         bottom - 45,
     )
@@ -954,25 +1015,29 @@ def _draw_panel(
         font=font,
         anchor="mm",
     )
-    for rank, (name, points) in enumerate(series.items()):
+    if best_epoch is not None and 1 <= best_epoch <= epochs:
+        x, _ = to_xy(best_epoch - 1, low)
+        draw.line([(x, plot_top), (x, plot_bottom)], fill=(160, 160, 160), width=1)
+        draw.text((x + 3, plot_top), "best", fill=(120, 120, 120), font=font)
+    legend_x = plot_right - 200
+    for name, points in series.items():
         colour = SERIES_COLOURS[name]
         line = [to_xy(i, v) for i, v in enumerate(points) if math.isfinite(v)]
         if len(line) > 1:
             draw.line(line, fill=colour, width=2)
         for x, y in line:
             draw.ellipse([x - 2, y - 2, x + 2, y + 2], fill=colour)
-        legend_y = plot_top + 6 + 16 * rank
+        legend_y = top + 30
         draw.line(
-            [(plot_right - 110, legend_y), (plot_right - 90, legend_y)],
-            fill=colour,
-            width=2,
+            [(legend_x, legend_y), (legend_x + 20, legend_y)], fill=colour, width=2
         )
-        draw.text(
-            (plot_right - 85, legend_y), name, fill="black", font=font, anchor="lm"
-        )
+        draw.text((legend_x + 25, legend_y), name, fill="black", font=font, anchor="lm")
+        legend_x += 100
 
 
-def plot_curves(history: Sequence[dict[str, float]], path: Path) -> None:
+def plot_curves(
+    history: Sequence[dict[str, float]], path: Path, best_epoch: int | None = None
+) -> None:
     """Write a PNG with the loss and accuracy curves of training and validation."""
     font = ImageFont.load_default(size=12)
     image = Image.new("RGB", (1000, 400), "white")
@@ -982,7 +1047,8 @@ def plot_curves(history: Sequence[dict[str, float]], path: Path) -> None:
             split: [entry[f"{split}_{metric}"] for entry in history]
             for split in ("train", "validation")
         }
-        _draw_panel(draw, (offset, 0, offset + 500, 400), metric, series, font)
+        box = (offset, 0, offset + 500, 400)
+        _draw_panel(draw, box, metric, series, font, best_epoch)
     image.save(path, format="PNG")
 
 
@@ -1032,7 +1098,7 @@ def run_experiment(
 
     output.mkdir(parents=True, exist_ok=True)
     network.save(output / "weights.npz")
-    plot_curves(result.history, output / "curves.png")
+    plot_curves(result.history, output / "curves.png", result.best_epoch)
     metrics = {
         "validation_accuracy": scores["validation"].accuracy,
         "test_accuracy": scores["test"].accuracy,
@@ -1156,113 +1222,123 @@ def parse_train_samples(text: str) -> list[int | None]:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """Return the command-line parser; defaults come from ``Hyperparameters``."""
     defaults = Hyperparameters()
     parser = argparse.ArgumentParser(
         description="Train a NumPy softmax-regression or MLP baseline on notMNIST.",
     )
-    add = parser.add_argument
-    add(
+
+    data = parser.add_argument_group("data and outputs")
+    data.add_argument(
         "--dataset",
         default="notmnist",
         help="build folder, Hub id, or the name the build registered (default: notmnist)",
     )
-    add(
+    data.add_argument(
         "--config",
         choices=CONFIGS,
         default="sanitized",
         help="configuration to train on (default: sanitized)",
     )
-    add("--output", type=Path, required=True, help="folder for the run's outputs")
-    add(
-        "--model",
-        choices=("mlp", "logistic"),
-        default="mlp",
-        help="mlp, or logistic for softmax regression (default: mlp)",
+    data.add_argument(
+        "--output", type=Path, required=True, help="folder for the run's outputs"
     )
-    add(
-        "--hidden",
-        help="hidden layer sizes, comma-separated (default: "
-        f"{','.join(map(str, defaults.hidden))}; not allowed with --model logistic)",
-    )
-    add(
-        "--train-samples",
-        default="all",
-        help="training rows to use, comma-separated counts or 'all'; several values "
-        "train one network each into OUTPUT/train-N (default: all)",
-    )
-    add(
-        "--compare",
-        action="store_true",
-        help="also evaluate on the other configuration's validation and test splits "
-        "and write compare.json",
-    )
-    add(
-        "--epochs",
-        type=int,
-        default=defaults.epochs,
-        help=f"maximum epochs (default: {defaults.epochs})",
-    )
-    add(
-        "--batch-size",
-        type=int,
-        default=defaults.batch_size,
-        help=f"minibatch rows (default: {defaults.batch_size})",
-    )
-    add(
-        "--optimizer",
-        choices=("sgd", "adam"),
-        default=defaults.optimizer,
-        help="sgd with momentum, or adam (default: sgd)",
-    )
-    add(
-        "--lr",
-        type=float,
-        default=None,
-        help=f"initial learning rate (default: {defaults.learning_rate} for sgd, "
-        "0.001 for adam)",
-    )
-    add(
-        "--momentum",
-        type=float,
-        default=defaults.momentum,
-        help=f"SGD momentum (default: {defaults.momentum})",
-    )
-    add(
-        "--l2",
-        type=float,
-        default=defaults.l2,
-        help=f"L2 coefficient on the weights, added to the gradient as l2 * w "
-        f"(default: {defaults.l2})",
-    )
-    add(
-        "--dropout",
-        type=float,
-        default=None,
-        help=f"drop probability of hidden units (default: {defaults.dropout}; "
-        "logistic has no hidden units)",
-    )
-    add(
-        "--lr-decay",
-        type=float,
-        default=defaults.lr_decay,
-        help=f"learning-rate factor per epoch (default: {defaults.lr_decay})",
-    )
-    add(
-        "--patience",
-        type=int,
-        default=defaults.patience,
-        help="stop after this many epochs without a better validation accuracy; "
-        f"0 disables early stopping (default: {defaults.patience})",
-    )
-    add("--seed", type=int, default=defaults.seed, help="random seed (default: 0)")
-    add(
+    data.add_argument(
         "--input-range",
         choices=INPUT_RANGES,
         default="auto",
         help="range of the image values before normalising to [-0.5, 0.5] "
         "(default: auto)",
     )
-    add(
+
+    experiment = parser.add_argument_group("model and experiment")
+    experiment.add_argument(
+        "--model",
+        choices=("mlp", "logistic"),
+        default="mlp",
+        help="mlp, or logistic for softmax regression (default: mlp)",
+    )
+    experiment.add_argument(
+        "--hidden",
+        help="hidden layer sizes, comma-separated (default: "
+        f"{','.join(map(str, defaults.hidden))}; not allowed with --model logistic)",
+    )
+    experiment.add_argument(
+        "--train-samples",
+        default="all",
+        help="training rows to use, comma-separated counts or 'all'; several values "
+        "train one network each into OUTPUT/train-N (default: all)",
+    )
+    experiment.add_argument(
+        "--compare",
+        action="store_true",
+        help="also evaluate on the other configuration's validation and test splits "
+        "and write compare.json",
+    )
+
+    training = parser.add_argument_group("training")
+    training.add_argument(
+        "--epochs",
+        type=int,
+        default=defaults.epochs,
+        help=f"maximum epochs (default: {defaults.epochs})",
+    )
+    training.add_argument(
+        "--batch-size",
+        type=int,
+        default=defaults.batch_size,
+        help=f"minibatch rows (default: {defaults.batch_size})",
+    )
+    training.add_argument(
+        "--optimizer",
+        choices=("sgd", "adam"),
+        default=defaults.optimizer,
+        help="sgd with momentum, or adam (default: sgd)",
+    )
+    training.add_argument(
+        "--lr",
+        type=float,
+        default=None,
+        help=f"initial learning rate (default: {defaults.learning_rate} for sgd, "
+        f"{ADAM_LEARNING_RATE} for adam)",
+    )
+    training.add_argument(
+        "--momentum",
+        type=float,
+        default=defaults.momentum,
+        help=f"SGD momentum (default: {defaults.momentum})",
+    )
+    training.add_argument(
+        "--l2",
+        type=float,
+        default=defaults.l2,
+        help="L2 coefficient on the weights, added to the gradient as l2 * w "
+        f"(default: {defaults.l2})",
+    )
+    training.add_argument(
+        "--dropout",
+        type=float,
+        default=None,
+        help=f"drop probability of hidden units (default: {defaults.dropout}; "
+        "logistic has no hidden units)",
+    )
+    training.add_argument(
+        "--lr-decay",
+        type=float,
+        default=defaults.lr_decay,
+        help=f"learning-rate factor per epoch (default: {defaults.lr_decay})",
+    )
+    training.add_argument(
+        "--patience",
+        type=int,
+        default=defaults.patience,
+        help="stop after this many epochs without a better validation accuracy; "
+        f"0 disables early stopping (default: {defaults.patience})",
+    )
+    training.add_argument(
+        "--seed", type=int, default=defaults.seed, help="random seed (default: 0)"
+    )
+    training.add_argument(
         "--threads",
         type=int,
         default=None,
@@ -1289,7 +1365,8 @@ def settings_from_args(args: argparse.Namespace) -> Hyperparameters:
     if args.lr is not None:
         learning_rate = args.lr
     else:
-        learning_rate = defaults.learning_rate if args.optimizer == "sgd" else 0.001
+        sgd = args.optimizer == "sgd"
+        learning_rate = defaults.learning_rate if sgd else ADAM_LEARNING_RATE
     dropout = args.dropout if args.dropout is not None else defaults.dropout
     settings = Hyperparameters(
         hidden=hidden,
@@ -1308,10 +1385,12 @@ def settings_from_args(args: argparse.Namespace) -> Hyperparameters:
     return settings
 
 
-def limit_threads(threads: int | None) -> object:
-    """Limit BLAS threads with threadpoolctl; return its context (or None)."""
+def limit_threads(threads: int | None) -> contextlib.AbstractContextManager:
+    """Return a context that limits BLAS to ``threads`` threads (None: no limit)."""
     if threads is None:
-        return None
+        return contextlib.nullcontext()
+    if threads < 1:
+        raise BaselineError(f"--threads {threads} is invalid; give at least 1")
     try:
         from threadpoolctl import threadpool_limits
     except ImportError:
@@ -1322,67 +1401,72 @@ def limit_threads(threads: int | None) -> object:
     return threadpool_limits(limits=threads, user_api="blas")
 
 
+def load_training_splits(
+    args: argparse.Namespace,
+) -> tuple[dict[str, SplitArrays], list[str]]:
+    """Load train, validation and test of ``--config``; return them and the classes.
+
+    Raises BaselineError when a split is empty, because early stopping and
+    the reported accuracies need rows in all three.
+    """
+    started = time.perf_counter()
+    loaded = load_config(args.dataset, args.config)
+    train, num_classes = split_arrays(loaded, "train", args.input_range)
+    splits = {"train": train}
+    for name in ("validation", "test"):
+        splits[name] = split_arrays(loaded, name, train.input_range, num_classes)[0]
+    for name, split in splits.items():
+        if len(split.labels) == 0:
+            raise BaselineError(
+                f"the {name} split of {args.dataset!r} ({args.config}) is empty; "
+                "rebuild the dataset with rows in every split"
+            )
+    logger.info(
+        "loaded %s (%s) in %.1f s: %s; input range %s",
+        args.dataset,
+        args.config,
+        time.perf_counter() - started,
+        ", ".join(f"{name} {len(split.labels)}" for name, split in splits.items()),
+        train.input_range,
+    )
+    return splits, loaded["train"].features["label"].names
+
+
 def run(args: argparse.Namespace) -> None:
-    """Run the experiments that ``args`` asks for."""
+    """Run the experiments that ``args`` requests."""
     settings = settings_from_args(args)
     counts = parse_train_samples(args.train_samples)
     if args.compare and len(counts) > 1:
         raise BaselineError(
             f"--compare needs one --train-samples value, not {args.train_samples!r}"
         )
-    limiter = limit_threads(args.threads)
-
-    loaded = load_config(args.dataset, args.config)
-    train, num_classes = split_arrays(loaded, "train", args.input_range)
-    splits = {"train": train}
-    for name in ("validation", "test"):
-        splits[name] = split_arrays(loaded, name, train.input_range, num_classes)[0]
-    class_names = loaded["train"].features["label"].names
-    logger.info(
-        "loaded %s (%s): %s; input range %s",
-        args.dataset,
-        args.config,
-        ", ".join(f"{n} {len(s.labels)}" for n, s in splits.items()),
-        train.input_range,
-    )
-
-    summary = []
-    for count in counts:
-        output = args.output
-        if len(counts) > 1:
-            output = args.output / f"train-{'all' if count is None else count}"
-        network, metrics = run_experiment(
-            args, settings, splits, class_names, count, output
-        )
-        summary.append(
-            [
-                metrics["split_sizes"]["train"],
-                metrics["validation_accuracy"],
-                metrics["test_accuracy"],
-                metrics["epochs_run"],
-            ]
-        )
-    if len(counts) > 1:
-        print(format_table(["train rows", "validation", "test", "epochs"], summary))
-        sweep = [
-            dict(
-                zip(
-                    [
-                        "train_samples",
-                        "validation_accuracy",
-                        "test_accuracy",
-                        "epochs_run",
-                    ],
-                    row,
-                )
+    with limit_threads(args.threads):
+        splits, class_names = load_training_splits(args)
+        summary = []
+        for count in counts:
+            output = args.output
+            if len(counts) > 1:
+                output = args.output / f"train-{'all' if count is None else count}"
+            network, metrics = run_experiment(
+                args, settings, splits, class_names, count, output
             )
-            for row in summary
-        ]
-        (args.output / "sweep.json").write_text(json.dumps(sweep, indent=2) + "\n")
-    if args.compare:
-        compare_configs(args, network, splits, train.input_range, num_classes)
-    if limiter is not None:
-        limiter.restore_original_limits()
+            summary.append(
+                {
+                    "train_samples": metrics["split_sizes"]["train"],
+                    "validation_accuracy": metrics["validation_accuracy"],
+                    "test_accuracy": metrics["test_accuracy"],
+                    "epochs_run": metrics["epochs_run"],
+                }
+            )
+        if len(counts) > 1:
+            rows = [list(entry.values()) for entry in summary]
+            print(format_table(["train rows", "validation", "test", "epochs"], rows))
+            (args.output / "sweep.json").write_text(
+                json.dumps(summary, indent=2) + "\n"
+            )
+        if args.compare:
+            input_range = splits["train"].input_range
+            compare_configs(args, network, splits, input_range, len(class_names))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -60,10 +60,11 @@ def synthetic_data(rows: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def epoch_flops(rows: int) -> float:
-    """Floating-point operations of the matrix products in one epoch.
+    """Return the floating-point operations of one epoch's matrix products.
 
-    Forward X @ W1 and H @ W2, backward H^T @ D and D @ W2^T, and X^T @ DH
-    for the first layer's weight gradient; the input gradient is not needed.
+    The forward pass computes X @ W1 and H @ W2. The backward pass computes
+    H^T @ D, D @ W2^T and X^T @ DH, but not the input gradient, which training
+    does not need.
     """
     return rows * (2 * 2 * INPUTS * HIDDEN + 3 * 2 * HIDDEN * CLASSES)
 
@@ -173,7 +174,7 @@ def numpy_worker(batch: int, rows: int, epochs: int) -> dict:
 def torch_worker(batch: int, rows: int, epochs: int) -> dict:
     import torch
 
-    torch.set_num_threads(os.cpu_count() or 1)
+    torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
     pixels, labels = synthetic_data(rows)
     inputs = torch.from_numpy(pixels)
     targets = torch.from_numpy(labels)
@@ -208,9 +209,12 @@ def torch_worker(batch: int, rows: int, epochs: int) -> dict:
     }
 
 
-def run_worker(framework: str, batch: int, rows: int, epochs: int) -> dict:
+def run_worker(
+    framework: str, batch: int, rows: int, epochs: int, threads: int
+) -> dict:
     """Run one timing in a fresh process, without the OpenBLAS overrides."""
     env = {k: v for k, v in os.environ.items() if k not in BLAS_VARIABLES}
+    env.update(OPENBLAS_NUM_THREADS=str(threads), OMP_NUM_THREADS=str(threads))
     command = [
         sys.executable,
         str(Path(__file__).resolve()),
@@ -232,7 +236,7 @@ def run_worker(framework: str, batch: int, rows: int, epochs: int) -> dict:
 
 
 def time_frameworks(
-    rows: int, epochs: int, repeats: int, with_torch: bool
+    rows: int, epochs: int, repeats: int, threads: int, with_torch: bool
 ) -> list[dict]:
     runs = []
     for repeat in range(repeats):
@@ -242,7 +246,7 @@ def time_frameworks(
                     f"repeat {repeat + 1}/{repeats}: {framework}, batch {batch}",
                     file=sys.stderr,
                 )
-                figures = run_worker(framework, batch, rows, epochs)
+                figures = run_worker(framework, batch, rows, epochs, threads)
                 runs.append(
                     {
                         "framework": framework,
@@ -263,7 +267,7 @@ def decode_rates(images: int) -> dict:
     import train_baseline as tb
     from notmnist_ds.sample_tarballs import encode_png, read_idx
 
-    pixels, labels = read_idx(
+    pixels, _ = read_idx(
         SAMPLE_DIR / "images-idx3-ubyte.gz", SAMPLE_DIR / "labels-idx1-ubyte.gz"
     )
     blobs = [encode_png(image) for image in pixels]
@@ -271,7 +275,7 @@ def decode_rates(images: int) -> dict:
     rates = {}
 
     started = time.perf_counter()
-    decoded, _ = tb.decode_png_batch(blobs)
+    tb.decode_png_batch(blobs)
     rates["train_baseline.decode_png_batch"] = images / (time.perf_counter() - started)
 
     started = time.perf_counter()
@@ -290,14 +294,11 @@ def decode_rates(images: int) -> dict:
     return rates
 
 
-def write_stand_in_build(folder: Path) -> dict[str, dict[str, int]]:
-    """Write a build folder from the real sample, in the layout of ``notmnist build``.
+def write_tiled_build(folder: Path, train_rows: int) -> None:
+    """Write a sanitized-only build whose splits repeat the real sample's images.
 
-    Per letter, the first 80% of the sample (the part the sample tarballs put
-    in notMNIST_large) gives validation (a fifth) and train; the rest
-    (notMNIST_small) gives test. The sanitized configuration drops images whose
-    pixels equal an earlier image's, in train, validation, test order; it does
-    not remove near duplicates as the real build does.
+    Train gets ``train_rows`` images, validation and test 10,000 each. Content
+    repeats, which changes neither decoding nor training speed.
     """
     import datasets
 
@@ -305,23 +306,11 @@ def write_stand_in_build(folder: Path) -> dict[str, dict[str, int]]:
     from notmnist_ds.constants import CLASS_NAMES, SPLIT_NAMES
     from notmnist_ds.sample_tarballs import encode_png, read_idx
 
+    datasets.disable_progress_bars()
     pixels, labels = read_idx(
         SAMPLE_DIR / "images-idx3-ubyte.gz", SAMPLE_DIR / "labels-idx1-ubyte.gz"
     )
-    split_of = np.empty(len(labels), dtype=object)
-    for letter in range(len(CLASS_NAMES)):
-        rows = np.flatnonzero(labels == letter)
-        large = int(round(len(rows) * 0.8))
-        validation = large // 5
-        split_of[rows[:validation]] = "validation"
-        split_of[rows[validation:large]] = "train"
-        split_of[rows[large:]] = "test"
-    seen: set[bytes] = set()
-    unique = np.zeros(len(labels), bool)
-    for split in SPLIT_NAMES:
-        for row in np.flatnonzero(split_of == split):
-            unique[row] = pixels[row].tobytes() not in seen
-            seen.add(pixels[row].tobytes())
+    blobs = [encode_png(image) for image in pixels]
     features = datasets.Features(
         {
             "image": datasets.Image(),
@@ -330,35 +319,125 @@ def write_stand_in_build(folder: Path) -> dict[str, dict[str, int]]:
             "source": datasets.Value("string"),
         }
     )
-    lines = ["---", "configs:"]
-    counts: dict[str, dict[str, int]] = {}
-    for config, keep in (("sanitized", unique), ("raw", np.ones(len(labels), bool))):
-        lines += [f"- config_name: {config}"]
-        lines += ["  default: true"] if config == "sanitized" else []
-        lines += ["  data_files:"]
-        counts[config] = {}
-        (folder / config).mkdir(parents=True, exist_ok=True)
-        for split in SPLIT_NAMES:
-            rows = np.flatnonzero((split_of == split) & keep)
-            datasets.Dataset.from_dict(
-                {
-                    "image": [
-                        {"bytes": encode_png(pixels[r]), "path": None} for r in rows
-                    ],
-                    "label": labels[rows].tolist(),
-                    "font": [f"sample-{r}" for r in rows],
-                    "source": [
-                        f"{CLASS_NAMES[labels[r]]}/sample-{r}.png" for r in rows
-                    ],
-                },
-                features=features,
-            ).to_parquet(str(folder / config / f"{split}-00000-of-00001.parquet"))
-            lines += [f"  - split: {split}", f"    path: {config}/{split}-*.parquet"]
-            counts[config][split] = len(rows)
-    (folder / "README.md").write_text(
-        "\n".join(lines + ["---", "", "# stand-in build", ""])
-    )
-    return counts
+    lines = ["---", "configs:", "- config_name: sanitized", "  default: true"]
+    lines.append("  data_files:")
+    (folder / "sanitized").mkdir(parents=True)
+    for split, rows in zip(SPLIT_NAMES, (train_rows, 10_000, 10_000)):
+        index = np.arange(rows) % len(blobs)
+        columns = {
+            "image": [{"bytes": blobs[i], "path": None} for i in index],
+            "label": labels[index].tolist(),
+            "font": ["repeated sample"] * rows,
+            "source": [f"{split}/{row}.png" for row in range(rows)],
+        }
+        datasets.Dataset.from_dict(columns, features=features).to_parquet(
+            str(folder / "sanitized" / f"{split}-00000-of-00001.parquet")
+        )
+        lines += [f"  - split: {split}", f"    path: sanitized/{split}-*.parquet"]
+    (folder / "README.md").write_text("\n".join([*lines, "---", "", "# tiled", ""]))
+
+
+def pipeline_worker(build: Path, output: Path) -> dict:
+    """Train one epoch through train_baseline.main; report time and peak RSS."""
+    sys.path.insert(0, str(REPO_ROOT))
+    import train_baseline as tb
+
+    argv = [
+        "--dataset",
+        str(build),
+        "--output",
+        str(output),
+        "--hidden",
+        "1024",
+        "--dropout",
+        "0",
+        "--epochs",
+        "1",
+    ]
+    started = time.perf_counter()
+    status = tb.main(argv)
+    if status != 0:
+        raise RuntimeError(f"train_baseline.main({argv}) returned {status}")
+    metrics = json.loads((output / "metrics.json").read_text())
+    return {
+        "seconds": time.perf_counter() - started,
+        "epoch_seconds": metrics["history"][0]["seconds"],
+        "peak_rss_mb": peak_rss_mb(),
+    }
+
+
+def measure_pipeline(train_rows: int, work: Path) -> dict:
+    """Run the whole trainer, loading included, on a build of ``train_rows`` images."""
+    build = work / "tiled-build"
+    print(f"writing a build of {train_rows:,} training images", file=sys.stderr)
+    write_tiled_build(build, train_rows)
+
+    env = {k: v for k, v in os.environ.items() if k not in BLAS_VARIABLES}
+    env.update(HF_HOME=str(work / "hf"), HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1")
+    script = str(Path(__file__).resolve())
+    command = [sys.executable, script, "--worker", "pipeline", "--build", str(build)]
+    command += ["--results", str(work / "pipeline")]
+
+    # The first load converts the Parquet files into the datasets cache; the
+    # second reads that cache, as every later run does.
+    figures = []
+    for _ in range(2):
+        result = subprocess.run(
+            command, capture_output=True, text=True, env=env, check=False
+        )
+        if result.returncode != 0:
+            raise RuntimeError(f"pipeline worker failed:\n{result.stderr}")
+        run = json.loads(result.stdout.strip().splitlines()[-1])
+        loaded = [
+            line for line in result.stderr.splitlines() if line.startswith("loaded")
+        ]
+        run["load_line"] = loaded[0].replace(str(build), "BUILD") if loaded else ""
+        figures.append(run)
+    return {"train_rows": train_rows, "runs": figures}
+
+
+def build_sample(work: Path) -> tuple[Path, list[str]]:
+    """Build the real sample with the project's CLI, as a user would.
+
+    The sample tarballs put 640 images a letter in notMNIST_large and 160 in
+    notMNIST_small. The build takes every image for train and test and 128 a
+    letter for validation. Returns the build folder and the commands run.
+    """
+    tarballs, build = work / "tarballs", work / "build"
+    commands = [
+        ["make-tarballs", str(SAMPLE_DIR), "--output", str(tarballs)],
+        [
+            "build",
+            "--output",
+            str(build),
+            "--data-dir",
+            str(tarballs),
+            "--no-verify",
+            "--train-size",
+            "all",
+            "--valid-size",
+            "1280",
+            "--test-size",
+            "all",
+            "--cache-dir",
+            str(work / "cache"),
+        ],
+    ]
+    for command in commands:
+        print(f"notmnist {command[0]}", file=sys.stderr)
+        subprocess.run(
+            [sys.executable, "-m", "notmnist_ds.cli", *command],
+            cwd=REPO_ROOT,
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+    printable_commands = [
+        shlex.join(["notmnist", *command])
+        .replace(str(SAMPLE_DIR), "../shared/data/notmnist-real-sample")
+        .replace(str(work), "WORK")
+        for command in commands
+    ]
+    return build, printable_commands
 
 
 def train_defaults(build: Path, work: Path) -> dict:
@@ -381,11 +460,8 @@ def train_defaults(build: Path, work: Path) -> dict:
     figures = {"commands": {}}
     for name, args in runs.items():
         command = [sys.executable, "train_baseline.py", *args]
-        figures["commands"][name] = (
-            shlex.join(["python", "train_baseline.py", *args])
-            .replace(str(build), "BUILD")
-            .replace(str(work), "RUNS")
-        )
+        printable = shlex.join(["python", "train_baseline.py", *args])
+        figures["commands"][name] = printable.replace(str(work), "WORK")
         print(f"training {name}", file=sys.stderr)
         subprocess.run(
             command, cwd=REPO_ROOT, env=env, check=True, stdout=subprocess.DEVNULL
@@ -406,167 +482,222 @@ def cpu_name() -> str:
     return platform.processor() or "unknown"
 
 
-def summarise(runs: list[dict], rows: int) -> tuple[list[str], dict]:
-    """Render the timing runs as Markdown; return the lines and the key ratios."""
-    lines = [
-        "| batch | framework | best epoch (s), per run | median (s) | matmul bound (s) "
-        "| epoch / bound | peak RSS (MB) |",
-        "| ---: | --- | --- | ---: | ---: | ---: | ---: |",
+def median_of(runs: list[dict], key: str) -> float:
+    return statistics.median(run[key] for run in runs)
+
+
+def environment_lines(
+    args: argparse.Namespace, runs: list[dict], loads: tuple
+) -> list[str]:
+    numpy_runs = [r for r in runs if r["framework"] == "numpy"]
+    torch_runs = [r for r in runs if r["framework"] == "torch"]
+    versions = f"Python {platform.python_version()}, NumPy {np.__version__}"
+    if torch_runs:
+        versions += (
+            f", PyTorch {torch_runs[0]['torch']} "
+            f"({torch_runs[0]['torch_threads']} threads)"
+        )
+    blas = numpy_runs[0]["blas"] if numpy_runs else "not measured"
+    inherited = [name for name in BLAS_VARIABLES if name in os.environ]
+    return [
+        "# NumPy baseline: speed, memory and accuracy",
+        "",
+        "Written by `benchmarks/bench_baseline.py`; rerun it to refresh every figure.",
+        "",
+        f"- Command: `{args.command}`",
+        f"- Date: {args.started} (UTC)",
+        f"- CPU: {cpu_name()}, {os.cpu_count()} cores; {versions}",
+        (
+            f"- NumPy BLAS: {blas}. The runs unset OPENBLAS_CORETYPE and "
+            f"OPENBLAS_L2_SIZE (set in the calling shell: {', '.join(inherited) or 'neither'})."
+        ),
+        (
+            f"- Load average (1 minute) before and after: {loads[0]:.2f}, {loads[1]:.2f}. "
+            "The machine is shared, so compare figures within one run, not across runs."
+        ),
+        "",
     ]
-    ratios: dict = {}
+
+
+def timing_lines(args: argparse.Namespace, runs: list[dict]) -> list[str]:
+    """Render the timing runs as Markdown: one row per batch size and framework."""
+    flops = epoch_flops(args.rows)
+    numpy_runs = [r for r in runs if r["framework"] == "numpy"]
+    square = median_of(numpy_runs, "square_gflops")
+    lines = [
+        f"## Epoch time: {args.rows:,} x 784 float32, 784-1024-10, SGD momentum 0.9",
+        "",
+        (
+            f"Each row gives the fastest of {args.epochs} epochs in each of "
+            f"{args.repeats} fresh processes; NumPy and PyTorch processes alternate, "
+            f"each with {args.threads} threads. "
+            f"The matrix products of an epoch cost {flops / 1e12:.3f} TFLOP. "
+            "'Step bound' is the time of exactly the five products of a step at the "
+            "row's batch size, measured in the NumPy process just before it trains, "
+            "times the steps in an epoch. 'Peak bound' is the TFLOP at the speed of "
+            f"a 2048 x 2048 product, {square:.0f} GFLOP/s (median)."
+        ),
+        "",
+        (
+            "| batch | framework | best epoch per run (s) | median (s) | step bound (s) "
+            "| epoch / step bound | peak bound (s) | epoch / peak bound | peak RSS (MB) |"
+        ),
+        "| ---: | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    ratios = []
     for batch in (128, 2000):
-        numpy_best, torch_best = [], []
+        best = {}
         for framework in ("numpy", "torch"):
             chosen = [
                 r for r in runs if r["batch"] == batch and r["framework"] == framework
             ]
             if not chosen:
                 continue
-            best = [min(r["epoch_seconds"]) for r in chosen]
-            (numpy_best if framework == "numpy" else torch_best).extend(best)
+            best[framework] = [min(r["epoch_seconds"]) for r in chosen]
+            median = statistics.median(best[framework])
+            peak_bound = flops / (square * 1e9)
+            step_bound = step_ratio = "-"
             if framework == "numpy":
-                bounds = [r["bound_seconds"] for r in chosen]
-                bound_text = f"{statistics.median(bounds):.2f}"
-                ratio = statistics.median(
-                    b / r["bound_seconds"] for b, r in zip(best, chosen)
-                )
-                ratio_text = f"{ratio:.2f}"
-                ratios[f"numpy_over_bound_{batch}"] = ratio
-            else:
-                bound_text = ratio_text = "-"
+                bound = median_of(chosen, "bound_seconds")
+                step_bound = f"{bound:.2f}"
+                step_ratio = f"{median / bound:.2f}"
             rss = max(r["peak_rss_mb"] for r in chosen)
+            per_run = ", ".join(f"{b:.2f}" for b in best[framework])
             lines.append(
-                f"| {batch} | {framework} | {', '.join(f'{b:.2f}' for b in best)} | "
-                f"{statistics.median(best):.2f} | {bound_text} | {ratio_text} | {rss:.0f} |"
+                f"| {batch} | {framework} | {per_run} | {median:.2f} | {step_bound} "
+                f"| {step_ratio} | {peak_bound:.2f} | {median / peak_bound:.2f} "
+                f"| {rss:.0f} |"
             )
-        if numpy_best and torch_best:
-            # Runs of one repeat ran back to back, so pair them for the ratio.
-            paired = [n / t for n, t in zip(numpy_best, torch_best)]
-            ratios[f"numpy_over_torch_{batch}"] = statistics.median(paired)
-    return lines, ratios
-
-
-def write_report(
-    args: argparse.Namespace,
-    runs: list[dict],
-    decode: dict | None,
-    accuracy: dict | None,
-    started: str,
-    loads: tuple,
-) -> None:
-    numpy_runs = [r for r in runs if r["framework"] == "numpy"]
-    torch_runs = [r for r in runs if r["framework"] == "torch"]
-    data_mb = args.rows * INPUTS * 4 / 1e6
-    lines = [
-        "# NumPy baseline: speed, memory and accuracy",
+        if "numpy" in best and "torch" in best:
+            # Processes of one repeat ran back to back, so pair them.
+            paired = [n / t for n, t in zip(best["numpy"], best["torch"])]
+            ratios.append(
+                f"- batch {batch}: NumPy epoch / PyTorch epoch = "
+                f"{statistics.median(paired):.2f} (per repeat: "
+                f"{', '.join(f'{r:.2f}' for r in paired)})"
+            )
+    step_speed = ", ".join(
+        f"batch {batch}: "
+        f"{median_of([r for r in numpy_runs if r['batch'] == batch], 'gflops'):.0f}"
+        for batch in (128, 2000)
+    )
+    lines += [
         "",
-        "Written by `benchmarks/bench_baseline.py`; rerun it to refresh every figure.",
+        f"Speed of the step's products (GFLOP/s, median): {step_speed}.",
         "",
-        f"- Command: `{args.command}`",
-        f"- Date: {started} (UTC)",
-        f"- CPU: {cpu_name()}, {os.cpu_count()} cores; Python {platform.python_version()}, "
-        f"NumPy {np.__version__}"
-        + (
-            f", PyTorch {torch_runs[0]['torch']} ({torch_runs[0]['torch_threads']} threads)"
-            if torch_runs
-            else ""
+        *ratios,
+        "",
+        (
+            f"The training matrix alone is {args.rows * INPUTS * 4 / 1e6:.0f} MB. Peak "
+            "RSS adds the interpreter, the libraries and the step buffers."
         ),
-        f"- NumPy BLAS: {numpy_runs[0]['blas'] if numpy_runs else 'not measured'}; "
-        "OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset for the runs "
-        f"(set in the calling shell: "
-        f"{', '.join(v for v in BLAS_VARIABLES if v in os.environ) or 'neither'})",
-        f"- Load average (1 min) before and after: {loads[0]:.2f}, {loads[1]:.2f}. The "
-        "machine is shared, so compare figures of one run, not across runs.",
         "",
     ]
-    if runs:
-        table, ratios = summarise(runs, args.rows)
-        lines += [
-            f"## Epoch time, {args.rows:,} x 784 float32, network 784-1024-10, SGD momentum 0.9",
-            "",
-            f"Each cell comes from a fresh process that trains {args.epochs} epochs; "
-            f"'best epoch' is its fastest. The {args.repeats} repeats alternate NumPy "
-            "and PyTorch. The matrix products cost "
-            f"{epoch_flops(args.rows) / 1e12:.3f} TFLOP an epoch; the bound is the time "
-            "of exactly those products at the run's batch size, measured in the same "
-            "NumPy process just before training. For scale, a 2048 x 2048 float32 "
-            "product ran at "
-            f"{statistics.median(r['square_gflops'] for r in numpy_runs):.0f} GFLOP/s.",
-            "",
-            *table,
-            "",
-            "Matrix-product speed at the step's shapes (GFLOP/s, median): "
-            + ", ".join(
-                f"batch {b}: "
-                f"{statistics.median(r['gflops'] for r in numpy_runs if r['batch'] == b):.0f}"
-                for b in (128, 2000)
-            )
-            + ".",
-            "",
-            "Ratios (median over repeats; below 1 means NumPy is faster):",
-            "",
-            *[f"- {name}: {value:.2f}" for name, value in ratios.items()],
-            "",
-            f"The training matrix alone is {data_mb:.0f} MB; peak RSS includes it, "
-            "the interpreter, NumPy, `datasets` and the step buffers.",
-            "",
-        ]
-    if decode:
-        lines += [
-            f"## Decoding {args.decode_images:,} PNG images (real notMNIST glyphs, repeated)",
-            "",
-            "| method | images/s |",
-            "| --- | ---: |",
-            *[f"| {name} | {rate:,.0f} |" for name, rate in decode.items()],
-            "",
-        ]
-    if accuracy:
-        mlp = accuracy["mlp"]
-        compare = accuracy["compare"]["results"]
-        sizes = mlp["split_sizes"]
-        lines += [
-            "## Accuracy of the default settings on the real sample",
-            "",
-            f"Build: {accuracy['build']}. Sanitized splits: train {sizes['train']}, "
-            f"validation {sizes['validation']}, test {sizes['test']} images. A few "
-            "thousand images cannot show what the full 200,000 reach; they show the "
-            "defaults train and generalise.",
-            "",
-            f"MLP {'-'.join(map(str, mlp['layer_sizes']))}, "
-            f"{mlp['epochs_run']} epochs (best {mlp['best_epoch']}), "
-            f"{mlp['training_seconds']:.0f} s:",
-            "`" + accuracy["commands"]["mlp"] + "`",
-            "",
-            "| evaluated on | validation | test |",
-            "| --- | ---: | ---: |",
-            *[
-                f"| {config} | {values['validation_accuracy']:.4f} "
-                f"({values['validation_size']}) | {values['test_accuracy']:.4f} "
-                f"({values['test_size']}) |"
-                for config, values in compare.items()
-            ],
-            "",
-            "Per-letter test accuracy (sanitized): "
-            + ", ".join(
-                f"{letter} {value:.3f}"
-                for letter, value in mlp["per_class_accuracy"]["test"].items()
-            ),
-            "",
-            "Softmax regression on growing training sets:",
-            "`" + accuracy["commands"]["logistic"] + "`",
-            "",
-            "| train rows | validation | test | epochs |",
-            "| ---: | ---: | ---: | ---: |",
-            *[
-                f"| {row['train_samples']} | {row['validation_accuracy']:.4f} | "
-                f"{row['test_accuracy']:.4f} | {row['epochs_run']} |"
-                for row in accuracy["logistic"]
-            ],
-            "",
-        ]
-    args.results.parent.mkdir(parents=True, exist_ok=True)
-    args.results.write_text("\n".join(lines))
-    print(f"wrote {args.results}", file=sys.stderr)
+    return lines
+
+
+def decoding_lines(images: int, rates: dict) -> list[str]:
+    return [
+        f"## Decoding {images:,} PNG images (real notMNIST glyphs, repeated)",
+        "",
+        "| method | images/s |",
+        "| --- | ---: |",
+        *[f"| {name} | {rate:,.0f} |" for name, rate in rates.items()],
+        "",
+    ]
+
+
+def pipeline_lines(pipeline: dict) -> list[str]:
+    rows = pipeline["train_rows"]
+    lines = [
+        f"## The whole trainer on a build of {rows:,} training images",
+        "",
+        (
+            "`train_baseline.main` with `--hidden 1024 --dropout 0 --epochs 1`, in a "
+            "fresh process, on a build whose splits repeat the real sample's PNG "
+            "images (validation and test 10,000 each). The first run also converts "
+            "the Parquet files into the datasets cache."
+        ),
+        "",
+        "| run | total (s) | epoch (s) | peak RSS (MB) | trainer's load line |",
+        "| ---: | ---: | ---: | ---: | --- |",
+    ]
+    for number, run in enumerate(pipeline["runs"], start=1):
+        lines.append(
+            f"| {number} | {run['seconds']:.1f} | {run['epoch_seconds']:.1f} "
+            f"| {run['peak_rss_mb']:.0f} | {run['load_line']} |"
+        )
+    matrix_mb = rows * INPUTS * 4 / 1e6
+    peak = max(run["peak_rss_mb"] for run in pipeline["runs"])
+    lines += [
+        "",
+        (
+            f"Peak RSS is {peak / matrix_mb:.2f} times the {matrix_mb:.0f} MB float32 "
+            "training matrix."
+        ),
+        "",
+    ]
+    return lines
+
+
+def accuracy_lines(accuracy: dict) -> list[str]:
+    mlp = accuracy["mlp"]
+    sizes = mlp["split_sizes"]
+    per_letter = ", ".join(
+        f"{letter} {value:.3f}"
+        for letter, value in mlp["per_class_accuracy"]["test"].items()
+    )
+    if accuracy["build_commands"]:
+        build = "the real sample, built with\n\n" + "\n".join(
+            f"    {command}" for command in accuracy["build_commands"]
+        )
+    else:
+        build = "a build folder passed with --build"
+    lines = [
+        "## Accuracy of the default settings on the real sample",
+        "",
+        f"Build: {build}",
+        "",
+        (
+            f"Sanitized splits: train {sizes['train']}, validation "
+            f"{sizes['validation']}, test {sizes['test']} images. A few thousand "
+            "images cannot show what 200,000 reach, but they show that the defaults "
+            "train and generalise."
+        ),
+        "",
+        (
+            f"MLP {'-'.join(map(str, mlp['layer_sizes']))}: {mlp['epochs_run']} epochs "
+            f"(best {mlp['best_epoch']}), {mlp['training_seconds']:.0f} s, with"
+        ),
+        "",
+        f"    {accuracy['commands']['mlp']}",
+        "",
+        "| evaluated on | validation (rows) | test (rows) |",
+        "| --- | ---: | ---: |",
+    ]
+    for config, values in accuracy["compare"]["results"].items():
+        lines.append(
+            f"| {config} | {values['validation_accuracy']:.4f} "
+            f"({values['validation_size']}) | {values['test_accuracy']:.4f} "
+            f"({values['test_size']}) |"
+        )
+    lines += [
+        "",
+        f"Per-letter test accuracy (sanitized): {per_letter}.",
+        "",
+        "Softmax regression on growing training sets, with",
+        "",
+        f"    {accuracy['commands']['logistic']}",
+        "",
+        "| train rows | validation | test | epochs |",
+        "| ---: | ---: | ---: | ---: |",
+    ]
+    for row in accuracy["logistic"]:
+        lines.append(
+            f"| {row['train_samples']} | {row['validation_accuracy']:.4f} | "
+            f"{row['test_accuracy']:.4f} | {row['epochs_run']} |"
+        )
+    return lines + [""]
 
 
 def main() -> None:
@@ -575,7 +706,15 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=2, help="epochs per timing run")
     parser.add_argument("--repeats", type=int, default=2, help="timing runs per cell")
     parser.add_argument("--batch-size", type=int, default=128, help="worker only")
-    parser.add_argument("--worker", choices=("numpy", "torch"), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--worker", choices=("numpy", "torch", "pipeline"), help=argparse.SUPPRESS
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="BLAS and PyTorch threads of the timing runs (default: all cores)",
+    )
     parser.add_argument("--skip-torch", action="store_true", help="time NumPy only")
     parser.add_argument("--skip-timing", action="store_true", help="no epoch timings")
     parser.add_argument(
@@ -587,47 +726,69 @@ def main() -> None:
     parser.add_argument(
         "--build",
         type=Path,
-        help="build folder to measure accuracy on (default: a stand-in "
-        "written from the real sample)",
+        help="build folder to measure accuracy on (default: build the real "
+        "sample with 'notmnist build')",
+    )
+    parser.add_argument(
+        "--pipeline-rows",
+        type=int,
+        default=200_000,
+        help="training images for the whole-trainer run, loading included; 0 skips it",
     )
     parser.add_argument("--skip-accuracy", action="store_true", help="no accuracy runs")
     parser.add_argument("--results", type=Path, default=RESULTS, help="Markdown output")
     args = parser.parse_args()
 
+    if args.worker == "pipeline":
+        print(json.dumps(pipeline_worker(args.build, args.results)))
+        return
     if args.worker:
         worker = numpy_worker if args.worker == "numpy" else torch_worker
         print(json.dumps(worker(args.batch_size, args.rows, args.epochs)))
         return
 
     args.command = shlex.join(["python", "benchmarks/bench_baseline.py", *sys.argv[1:]])
-    started = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M")
-    load_before = os.getloadavg()[0]
-    runs = (
-        []
-        if args.skip_timing
-        else time_frameworks(
-            args.rows, args.epochs, args.repeats, with_torch=not args.skip_torch
-        )
+    args.started = datetime.datetime.now(datetime.timezone.utc).strftime(
+        "%Y-%m-%d %H:%M"
     )
-    decode = decode_rates(args.decode_images) if args.decode_images else None
+    load_before = os.getloadavg()[0]
+    runs = []
+    if not args.skip_timing:
+        runs = time_frameworks(
+            args.rows,
+            args.epochs,
+            args.repeats,
+            args.threads,
+            with_torch=not args.skip_torch,
+        )
+    rates = decode_rates(args.decode_images) if args.decode_images else None
+    pipeline = None
+    if args.pipeline_rows:
+        with tempfile.TemporaryDirectory() as scratch:
+            pipeline = measure_pipeline(args.pipeline_rows, Path(scratch))
     accuracy = None
     if not args.skip_accuracy:
         with tempfile.TemporaryDirectory() as scratch:
             work = Path(scratch)
             if args.build:
-                build, description = args.build, f"`{args.build}`"
+                build, build_commands = args.build, []
             else:
-                build = work / "build"
-                write_stand_in_build(build)
-                description = (
-                    "a stand-in written by this script from the 8,000-image "
-                    "real sample (exact duplicates removed for sanitized)"
-                )
+                build, build_commands = build_sample(work)
             accuracy = train_defaults(build, work)
-            accuracy["build"] = description
-    write_report(
-        args, runs, decode, accuracy, started, (load_before, os.getloadavg()[0])
-    )
+            accuracy["build_commands"] = build_commands
+
+    lines = environment_lines(args, runs, (load_before, os.getloadavg()[0]))
+    if runs:
+        lines += timing_lines(args, runs)
+    if rates:
+        lines += decoding_lines(args.decode_images, rates)
+    if pipeline:
+        lines += pipeline_lines(pipeline)
+    if accuracy:
+        lines += accuracy_lines(accuracy)
+    args.results.parent.mkdir(parents=True, exist_ok=True)
+    args.results.write_text("\n".join(lines))
+    print(f"wrote {args.results}", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Write a full-size synthetic notMNIST with planted exact and near duplicates.
 
-The published archives are 250 MB and not always reachable, so scale benchmarks
+The published archives are 247 MB and not always reachable, so scale benchmarks
 and the duplicate-detection scoring use this stand-in. It writes
 ``notMNIST_large.tar.gz`` (529,119 PNG members) and ``notMNIST_small.tar.gz``
 (18,726) in the published layout: one folder a letter, each member named after
@@ -20,13 +20,16 @@ Every readable image starts from one of the distinct real glyphs of the
 * near: a light perturbation of a fresh image (a one-pixel shift, a few noised
   or inverted pixels, intensity scaling, or two of these).
 
-``planted.parquet`` lists every duplicate: member path, the member path of its
-original, the kind (exact or near), the perturbation and the phash Hamming
-distance to the original. Exact duplicates that arise by chance (for example
-the renders of an all-white glyph) are listed too, with ``planted`` false.
-``--verify`` re-reads the tarballs and measures what they contain.
+``planted.parquet`` lists every planted duplicate: member path, the member path
+of its original, the kind (exact or near), the perturbation and the phash
+Hamming distance to the original. Exact duplicates that arise by chance (for
+example the renders of an all-white glyph) are listed too, with ``planted``
+false. Near duplicates that arise by chance are not listed, and ``--verify``,
+which re-reads the tarballs and measures what they contain, estimates how
+many members have one.
 
-Same seed, same package versions: byte-identical tarballs.
+The same seed gives byte-identical tarballs with the same numpy, Pillow and zlib
+versions, whatever the number of processes.
 
     python benchmarks/make_scale_tarballs.py --output benchmarks/out/scale --seed 0
 """
@@ -42,6 +45,7 @@ import json
 import logging
 import math
 import os
+import resource
 import sys
 import tarfile
 import time
@@ -67,6 +71,10 @@ MANIFEST_NAME = "planted.parquet"
 GZIP_LEVEL = 6  # the gzip tool's default
 MEMBER_MTIME = 1_315_000_000  # September 2011, when notMNIST was published
 NUM_LETTERS = len(CLASS_NAMES)
+MIN_MEMBERS = 2000  # fewer leaves too few fonts to plant whole-font copies
+# The reports count two images as near duplicates when their phash Hamming
+# distance is at most this. Unrelated images differ in about 32 of the 64 bits.
+NEAR_THRESHOLD = 4
 
 # Slot kinds. A slot is one (archive, letter, font); absent slots have no member.
 FRESH, EXACT, NEAR, EMPTY, NOT_PNG = range(5)
@@ -143,9 +151,10 @@ class Archive:
 
 
 def invent_font_names(
-    count: int, taken: set[str], rng: np.random.Generator
+    count: int, used_names: set[str], rng: np.random.Generator
 ) -> list[str]:
-    """Return ``count`` new font file names, distinct from each other and ``taken``.
+    """Return ``count`` new font file names, distinct from each other and from
+    ``used_names``, and add them to ``used_names``.
 
     The names use letters, digits, spaces and dashes only, so their base64 never
     contains "/" and every member stays directly inside its letter folder.
@@ -169,8 +178,8 @@ def invent_font_names(
             if style:
                 base += ("-" if dashed[i] else " ") + style
             name = base + NAME_EXTENSIONS[extensions[i]]
-            if name not in taken:
-                taken.add(name)
+            if name not in used_names:
+                used_names.add(name)
                 names.append(name)
             if len(names) == count:
                 break
@@ -181,7 +190,7 @@ def layout_archive(
     tarball: Tarball,
     num_members: int,
     first_slot: int,
-    taken_names: set[str],
+    used_names: set[str],
     rng: np.random.Generator,
 ) -> Archive:
     """Lay out ``num_members`` members as whole fonts, short by one letter for
@@ -193,25 +202,27 @@ def layout_archive(
         font = base64.b64decode(name.removesuffix(".png")).decode("utf-8")
         if font not in unreadable_fonts:
             unreadable_fonts.append(font)
-        # The large archive's last known member is the one that is not a PNG.
+        # The published large archive has one non-PNG member among its five
+        # unreadable ones; which one is not recorded, so the last listed is used.
         is_last_large = tarball is LARGE and index == len(tarball.known_unreadable) - 1
         unreadable_slots.append((CLASS_NAMES.index(letter), font, is_last_large))
-    taken_names.update(unreadable_fonts)
+    used_names.update(unreadable_fonts)
 
     num_fonts = math.ceil(num_members / NUM_LETTERS)
     if num_fonts <= len(unreadable_fonts) + NUM_LETTERS:
         raise ValueError(
-            f"{tarball.name}: {num_members} members is too few; use 200 or more"
+            f"{tarball.name}: {num_members} members is too few;"
+            f" use {MIN_MEMBERS} or more"
         )
     names = unreadable_fonts + invent_font_names(
-        num_fonts - len(unreadable_fonts), taken_names, rng
+        num_fonts - len(unreadable_fonts), used_names, rng
     )
     unreadable = {
         (letter, names.index(font)): NOT_PNG if not_png else EMPTY
         for letter, font, not_png in unreadable_slots
     }
     # Fonts short of a letter lose J, then I, and so on, like the published
-    # large archive, whose J folder holds one file fewer than the others.
+    # large archive, whose J folder contains one file fewer than the others.
     missing = num_fonts * NUM_LETTERS - num_members
     short_fonts = rng.choice(
         np.arange(len(unreadable_fonts), num_fonts), missing, replace=False
@@ -225,6 +236,14 @@ def layout_archive(
         first_slot=first_slot,
         absent=absent,
         unreadable=unreadable,
+    )
+
+
+def too_few_fonts(archive: Archive) -> str:
+    return (
+        f"{archive.tarball.name}: {archive.num_members} members have too few fonts"
+        " for the requested duplicates; lower --exact-rate, --near-rate,"
+        " --cross-exact-rate or --cross-near-rate"
     )
 
 
@@ -252,9 +271,7 @@ class Planter:
     def pop_font(self, archive: Archive) -> int:
         fonts = self.free_fonts[archive.tarball.name]
         if not fonts:
-            raise ValueError(
-                f"{archive.tarball.name}: duplicate rates too high, no free font"
-            )
+            raise ValueError(too_few_fonts(archive))
         return int(fonts.pop())
 
     def copy(self, original: int, copy: int, kind: int, light: int = -1) -> None:
@@ -312,7 +329,7 @@ class Planter:
         while in_group < exact_target or near_count < near_target:
             letter = int(rng.integers(NUM_LETTERS))
             if len(pools[letter]) < 2:
-                raise ValueError(f"{archive.tarball.name}: duplicate rates too high")
+                raise ValueError(too_few_fonts(archive))
             original, font = pools[letter].pop(), pools[letter].pop()
             if in_group < exact_target:
                 self.copy(slot(letter, original), slot(letter, font), EXACT)
@@ -386,8 +403,8 @@ def draw_fresh_parameters(
     """Draw the fresh perturbation of ``total`` slots.
 
     The affine map is stored as its inverse, input = inverse @ output + offset
-    in pixel-centre coordinates with the output measured from the image
-    centre, because rendering then needs only additions and multiplications.
+    in pixel-center coordinates with the output measured from the image
+    center, because rendering then needs only additions and multiplications.
     Those are correctly rounded wherever numpy runs them, so a copy rendered
     in another batch or process comes out bit-identical to its original.
     """
@@ -412,14 +429,14 @@ def draw_fresh_parameters(
         -c / determinant,
         a / determinant,
     )
-    centre = (IMAGE_SIDE - 1) / 2
+    center = (IMAGE_SIDE - 1) / 2
     parameters = {
         "inverse_xx": xx,
         "inverse_xy": xy,
         "inverse_yx": yx,
         "inverse_yy": yy,
-        "offset_x": centre - xx * shift_x - xy * shift_y,
-        "offset_y": centre - yx * shift_x - yy * shift_y,
+        "offset_x": center - xx * shift_x - xy * shift_y,
+        "offset_y": center - yx * shift_x - yy * shift_y,
         "stroke": stroke,
     }
     parameters = {name: v.astype(np.float32) for name, v in parameters.items()}
@@ -435,10 +452,10 @@ def make_plan(
 ) -> Plan:
     """Decide every member's name, kind, original and render parameters."""
     rng = np.random.default_rng(seed)
-    taken: set[str] = set()
-    large = layout_archive(LARGE, sizes[LARGE.name], 0, taken, rng)
+    used_names: set[str] = set()
+    large = layout_archive(LARGE, sizes[LARGE.name], 0, used_names, rng)
     small_first = large.num_fonts * NUM_LETTERS
-    small = layout_archive(SMALL, sizes[SMALL.name], small_first, taken, rng)
+    small = layout_archive(SMALL, sizes[SMALL.name], small_first, used_names, rng)
     archives = [large, small]
 
     planter = Planter(archives, rng)
@@ -512,11 +529,7 @@ def init_worker(
     sources: np.ndarray, fills: np.ndarray, plan_arrays: dict, not_png: bytes
 ) -> None:
     _worker_state.update(
-        sources=sources,
-        fills=fills,
-        plan=plan_arrays,
-        not_png=not_png,
-        curves=gamma_curves(),
+        sources=sources, fills=fills, plan=plan_arrays, not_png=not_png
     )
 
 
@@ -543,8 +556,8 @@ def render_fresh(
     x = p["inverse_xx"] * grid_x + p["inverse_xy"] * grid_y + p["offset_x"]
     y = p["inverse_yx"] * grid_x + p["inverse_yy"] * grid_y + p["offset_y"]
 
-    # One ring of fill around each glyph; indices clipped onto the ring read
-    # the fill value, so points far outside the glyph need no special case.
+    # Each glyph gets a one-pixel ring of its fill value. Indices clipped onto
+    # the ring read the fill, so points far outside need no special case.
     padded = np.empty((count, side, side), np.float32)
     padded[:] = fills[:, None, None]
     padded[:, 1:-1, 1:-1] = sources
@@ -586,7 +599,7 @@ def apply_light(
 
     The result always differs from ``pixels`` in at least one pixel: when the
     chosen change has no effect (intensity scaling of a saturated image, say),
-    one pixel is moved by one grey level, recorded as ``nudge``.
+    one pixel is moved by one gray level, recorded as ``nudge``.
     """
     rng = np.random.default_rng(seed)
     kind = LIGHT_KINDS[light]
@@ -606,7 +619,7 @@ def apply_light(
                 max(-dy, 0) : n + min(-dy, 0), max(-dx, 0) : n + min(-dx, 0)
             ]
             values = shifted
-            parts.append(f"shift(dx={dx:+d},dy={dy:+d})")
+            parts.append(f"shift(dx={dx},dy={dy})")
         elif step == "noise":
             count = int(rng.integers(3, 9))
             positions = rng.choice(values.size, count, replace=False)
@@ -650,7 +663,7 @@ def render_rows(bounds: tuple[int, int]) -> list[tuple[bytes, bytes, str, int]]:
     pixels = dict(
         zip(
             images.tolist(),
-            render_fresh(state["sources"][sources], fills, params, state["curves"]),
+            render_fresh(state["sources"][sources], fills, params, plan["curves"]),
         )
     )
 
@@ -668,9 +681,7 @@ def render_rows(bounds: tuple[int, int]) -> list[tuple[bytes, bytes, str, int]]:
             near, perturbation = apply_light(
                 pixels[row], fill, plan["light"][row], seed
             )
-            distance = imagehash.phash(Image.fromarray(pixels[row])) - imagehash.phash(
-                Image.fromarray(near)
-            )
+            distance = (hash_pixels(pixels[row]) ^ hash_pixels(near)).bit_count()
             data = encode_png(near)
         else:
             data = encode_png(pixels[row])
@@ -747,7 +758,7 @@ def write_archives(
     """Render every member in a pool of ``processes`` workers while this process
     writes the tarballs in archive order."""
     start = time.perf_counter()
-    plan_arrays = dict(plan.render, kind=plan.kind)
+    plan_arrays = dict(plan.render, kind=plan.kind, curves=gamma_curves())
     bounds: list[tuple[int, int]] = []
     for index in range(len(plan.archives)):
         rows = np.flatnonzero(plan.archive_index == index)
@@ -878,7 +889,7 @@ def distance_histogram(distances: np.ndarray) -> dict[str, int]:
 
 
 def near_statistics(records: dict[str, list], distances: np.ndarray) -> dict:
-    """Summarise the phash distances of near records, overall and by the first
+    """Summarize the phash distances of near records, overall and by the first
     perturbation step (``combo`` when there are two steps)."""
     is_near = np.array(records["kind"]) == "near"
     distances = np.asarray(distances)[is_near]
@@ -889,14 +900,17 @@ def near_statistics(records: dict[str, list], distances: np.ndarray) -> dict:
     by_step = {
         step: {
             "count": int((steps == step).sum()),
-            "within_4": round(float((distances[steps == step] <= 4).mean()), 4),
+            "within_threshold": round(
+                float((distances[steps == step] <= NEAR_THRESHOLD).mean()), 4
+            ),
             "median": float(np.median(distances[steps == step])),
         }
         for step in sorted(set(steps))
     }
     return {
         "count": int(is_near.sum()),
-        "within_4": round(float((distances <= 4).mean()), 4)
+        "threshold": NEAR_THRESHOLD,
+        "within_threshold": round(float((distances <= NEAR_THRESHOLD).mean()), 4)
         if len(distances)
         else None,
         "histogram": distance_histogram(distances),
@@ -938,6 +952,15 @@ def summarize(plan: Plan, manifest: pa.Table, output_dir: Path, seconds: float) 
     }
 
 
+def hash_image(image: Image.Image) -> int:
+    """Return imagehash's phash of ``image`` as a 64-bit integer."""
+    return int(str(imagehash.phash(image)), 16)
+
+
+def hash_pixels(pixels: np.ndarray) -> int:
+    return hash_image(Image.fromarray(pixels))
+
+
 def hash_members(blobs: list[bytes]) -> list[tuple[int, str]]:
     """Return (phash as a 64-bit integer, "") for each image, or (-1, reason)
     for bytes that Pillow cannot decode."""
@@ -949,7 +972,7 @@ def hash_members(blobs: list[bytes]) -> list[tuple[int, str]]:
         try:
             with Image.open(io.BytesIO(data)) as image:
                 image.load()
-                results.append((int(str(imagehash.phash(image)), 16), ""))
+                results.append((hash_image(image), ""))
         except (UnidentifiedImageError, OSError) as error:
             results.append((-1, type(error).__name__))
     return results
@@ -972,14 +995,50 @@ def nearest_outside_family(
     return nearest
 
 
-def verify(output_dir: Path, processes: int, sample_size: int, seed: int) -> dict:
+def fraction_with_neighbor(hashes: np.ndarray) -> float:
+    """Return the fraction of ``hashes`` with another entry at most
+    NEAR_THRESHOLD bits away."""
+    found = np.zeros(len(hashes), bool)
+    for start in range(0, len(hashes), 500):
+        block = np.bitwise_count(hashes[start : start + 500, None] ^ hashes[None, :])
+        rows = np.arange(len(block))
+        block[rows, rows + start] = 64  # an entry is not its own neighbor
+        found[start : start + len(block)] = block.min(axis=1) <= NEAR_THRESHOLD
+    return float(found.mean())
+
+
+def compare_with_real_sample(
+    hashes: np.ndarray, distinct_rows: np.ndarray, sample_dir: Path, seed: int
+) -> dict:
+    """Compare how often images have a near duplicate among the distinct real
+    glyphs and among as many distinct synthetic images, drawn at random.
+
+    The rate grows with the size of the set, so only sets of equal size are
+    compared.
+    """
+    sources, _, _ = load_sources(sample_dir)
+    real = np.array([hash_pixels(glyph) for glyph in sources], np.uint64)
+    rng = np.random.default_rng(seed + 1)
+    subset = rng.choice(distinct_rows, len(real), replace=False)
+    return {
+        "set_size": len(real),
+        "real_glyphs_with_a_near_duplicate": round(fraction_with_neighbor(real), 4),
+        "synthetic_images_with_a_near_duplicate": round(
+            fraction_with_neighbor(hashes[subset]), 4
+        ),
+    }
+
+
+def verify(
+    output_dir: Path, processes: int, sample_size: int, seed: int, sample_dir: Path
+) -> dict:
     """Re-read the tarballs and the manifest and measure what they contain.
 
-    Checks that byte-identical members are exactly the exact-duplicate groups
-    of the manifest, recomputes the phash distance of every near record with
-    imagehash, and estimates how many images have an unlisted near duplicate:
-    for ``sample_size`` random readable members, the smallest phash distance to
-    any member that the manifest does not link to it.
+    Checks that the byte-identical members form exactly the exact-duplicate
+    groups of the manifest, and recomputes the phash distance of every near
+    record with imagehash. Estimates how many images have a near duplicate the
+    manifest does not list: for ``sample_size`` random readable members, the
+    smallest phash distance to any member that the manifest does not link to it.
     """
     start = time.perf_counter()
     names: list[str] = []
@@ -1077,6 +1136,9 @@ def verify(output_dir: Path, processes: int, sample_size: int, seed: int) -> dic
     )
     nearest = nearest_outside_family(hashes, readable, family, sample)
     unlisted = ~listed[sample]
+    first_of_digest = {digests[i]: i for i in readable_rows[::-1]}
+    distinct_rows = np.array(sorted(first_of_digest.values()))
+    reference = compare_with_real_sample(hashes, distinct_rows, sample_dir, seed)
     return {
         "seconds": round(time.perf_counter() - start, 1),
         "archives": archives,
@@ -1085,12 +1147,16 @@ def verify(output_dir: Path, processes: int, sample_size: int, seed: int) -> dic
         "near_records_recomputed": near,
         "unlisted_near_duplicates": {
             "sample_size": len(sample),
-            "fraction_within_4": round(float((nearest <= 4).mean()), 4),
-            "fraction_within_4_of_members_not_in_manifest": round(
-                float((nearest[unlisted] <= 4).mean()), 4
+            "threshold": NEAR_THRESHOLD,
+            "fraction_within_threshold": round(
+                float((nearest <= NEAR_THRESHOLD).mean()), 4
+            ),
+            "fraction_within_threshold_of_members_not_in_manifest": round(
+                float((nearest[unlisted] <= NEAR_THRESHOLD).mean()), 4
             ),
             "nearest_distance_histogram": distance_histogram(np.minimum(nearest, 20)),
         },
+        "near_duplicate_density_against_real_sample": reference,
     }
 
 
@@ -1113,14 +1179,15 @@ def load_sources(sample_dir: Path) -> tuple[np.ndarray, np.ndarray, list[np.ndar
 
 
 def make_not_png(seed: int) -> bytes:
-    """Return 300 seeded random bytes that Pillow does not recognise as an image."""
+    """Return 300 seeded random bytes that Pillow does not recognize as an image."""
     data = np.random.default_rng([seed, 7]).bytes(300)
     try:
         Image.open(io.BytesIO(data))
     except UnidentifiedImageError:
         return data
     raise RuntimeError(
-        f"seed {seed}: the random bytes for the non-PNG member form an image"
+        f"seed {seed}: the random bytes for the non-PNG member decode as an image;"
+        " use another seed"
     )
 
 
@@ -1146,18 +1213,28 @@ def generate(args: argparse.Namespace) -> dict:
     pq.write_table(manifest, args.output / MANIFEST_NAME, compression="zstd")
     summary = summarize(plan, manifest, args.output, time.perf_counter() - start)
     summary["write_seconds"] = round(written.seconds, 1)
+    main_usage = resource.getrusage(resource.RUSAGE_SELF)
+    worker_usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    summary["cpu_seconds"] = {
+        "main": round(main_usage.ru_utime + main_usage.ru_stime, 1),
+        "workers": round(worker_usage.ru_utime + worker_usage.ru_stime, 1),
+    }
     summary["manifest_bytes"] = (args.output / MANIFEST_NAME).stat().st_size
     return summary
 
 
 def print_summary(summary: dict) -> None:
+    cpu = summary["cpu_seconds"]
     print(
-        f"wall time {summary['seconds']} s (rendering and writing {summary['write_seconds']} s)"
+        f"wall time {summary['seconds']} s, of which rendering and writing"
+        f" {summary['write_seconds']} s; CPU time {cpu['main']} s in this process"
+        f" and {cpu['workers']} s in the workers"
     )
     for archive in summary["archives"].values():
         print(
-            f"{archive['file']}: {archive['members']:,} members, {archive['bytes']:,} bytes, "
-            f"{archive['empty']} empty, {archive['not_png']} not PNG, sha256 {archive['sha256']}"
+            f"{archive['file']}: {archive['members']:,} members,"
+            f" {archive['bytes']:,} bytes, {archive['empty']} empty,"
+            f" {archive['not_png']} not PNG, sha256 {archive['sha256']}"
         )
         print(
             "  by letter: "
@@ -1169,7 +1246,8 @@ def print_summary(summary: dict) -> None:
     )
     near = summary["near_planted"]
     print(
-        f"planted near: {near['count']:,}, phash distance <= 4: {near['within_4']:.1%}"
+        f"planted near: {near['count']:,}, phash distance <= {NEAR_THRESHOLD}:"
+        f" {near['within_threshold']:.1%}"
     )
     print(f"manifest {MANIFEST_NAME}: {summary['manifest_bytes']:,} bytes")
 
@@ -1180,70 +1258,82 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
         "--output",
         type=Path,
         required=True,
-        help="folder for the tarballs and manifest",
+        help="folder for the tarballs, planted.parquet, summary.json and verify.json",
     )
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument(
         "--processes",
         type=int,
         default=os.cpu_count() or 1,
-        help="render processes (default: CPU count)",
+        help="number of render processes (default: the CPU count)",
     )
     parser.add_argument(
         "--sample-dir",
         type=Path,
         default=REAL_SAMPLE_DIR,
-        help="real sample in IDX format",
+        help="folder with the real sample, images-idx3-ubyte.gz and"
+        f" labels-idx1-ubyte.gz (default {REAL_SAMPLE_DIR})",
     )
-    parser.add_argument("--large-members", type=int, default=LARGE.num_png_files)
-    parser.add_argument("--small-members", type=int, default=SMALL.num_png_files)
-    parser.add_argument(
-        "--exact-rate",
-        type=float,
-        default=0.14,
-        help="fraction of an archive's members byte-identical to another",
+
+    sizes = parser.add_argument_group("sizes and duplicate rates")
+    sizes.add_argument(
+        "--large-members",
+        type=int,
+        default=LARGE.num_png_files,
+        help=f"members of the large tarball (default {LARGE.num_png_files})",
     )
-    parser.add_argument(
-        "--near-rate",
-        type=float,
-        default=0.04,
-        help="fraction of members that are planted near copies",
+    sizes.add_argument(
+        "--small-members",
+        type=int,
+        default=SMALL.num_png_files,
+        help=f"members of the small tarball (default {SMALL.num_png_files})",
     )
-    parser.add_argument(
-        "--cross-exact-rate",
-        type=float,
-        default=0.05,
-        help="fraction of small members that copy a large member exactly",
-    )
-    parser.add_argument(
-        "--cross-near-rate",
-        type=float,
-        default=0.01,
-        help="fraction of small members that are near copies of large ones",
-    )
-    parser.add_argument(
+    rates = {
+        "--exact-rate": (0.14, "fraction of each archive's members that are"
+                         " byte-identical to another member of it"),
+        "--near-rate": (0.04, "fraction of each archive's members that are"
+                        " planted near copies within it"),
+        "--cross-exact-rate": (0.05, "fraction of small members that are exact"
+                               " copies of large members"),
+        "--cross-near-rate": (0.01, "fraction of small members that are near"
+                              " copies of large members"),
+    }  # fmt: skip
+    for option, (default, text) in rates.items():
+        sizes.add_argument(
+            option, type=float, default=default, help=f"{text} (default {default})"
+        )
+
+    checks = parser.add_argument_group("verification")
+    checks.add_argument(
         "--verify",
         action="store_true",
-        help="re-read the output and measure it after writing",
+        help="re-read the output after writing it and measure what it contains",
     )
-    parser.add_argument(
+    checks.add_argument(
         "--verify-only",
         action="store_true",
-        help="measure an existing output; write nothing",
+        help="measure an existing output and write no tarballs",
     )
-    parser.add_argument(
+    checks.add_argument(
         "--sample-size",
         type=int,
         default=5000,
-        help="members sampled for the nearest-neighbour estimate",
+        help="members sampled to estimate unlisted near duplicates (default 5000)",
     )
+
     args = parser.parse_args(argv)
-    for name in ("exact_rate", "near_rate", "cross_exact_rate", "cross_near_rate"):
-        value = getattr(args, name)
+    for option in rates:
+        value = getattr(args, option.removeprefix("--").replace("-", "_"))
         if not 0 <= value <= 0.3:
-            parser.error(f"--{name.replace('_', '-')} {value} is outside 0 to 0.3")
+            parser.error(f"{option} {value} is outside the range 0 to 0.3")
+    for option in ("--large-members", "--small-members"):
+        value = getattr(args, option.removeprefix("--").replace("-", "_"))
+        if value < MIN_MEMBERS:
+            parser.error(f"{option} {value} is below the minimum of {MIN_MEMBERS}")
     if args.processes < 1:
-        parser.error(f"--processes {args.processes} must be 1 or more")
+        parser.error(f"--processes {args.processes} is invalid; use 1 or more")
+    if args.sample_size < 1:
+        parser.error(f"--sample-size {args.sample_size} is invalid; use 1 or more")
     return args
 
 
@@ -1253,7 +1343,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parse_arguments(argv)
     args.output.mkdir(parents=True, exist_ok=True)
-    command = "python benchmarks/make_scale_tarballs.py " + " ".join(sys.argv[1:])
+    arguments = sys.argv[1:] if argv is None else argv
+    command = "python benchmarks/make_scale_tarballs.py " + " ".join(arguments)
     if not args.verify_only:
         if not (args.sample_dir / "images-idx3-ubyte.gz").is_file():
             logger.error(
@@ -1261,12 +1352,30 @@ def main(argv: list[str] | None = None) -> int:
             )
             return 2
         (args.output / "verify.json").unlink(missing_ok=True)
-        summary = generate(args)
+        try:
+            summary = generate(args)
+        except ValueError as error:
+            logger.error("%s", error)
+            return 2
         summary.update(command=command, seed=args.seed, processes=args.processes)
         (args.output / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
         print_summary(summary)
     if args.verify or args.verify_only:
-        report = verify(args.output, args.processes, args.sample_size, args.seed)
+        missing = [
+            name
+            for name in (LARGE.file_name, SMALL.file_name, MANIFEST_NAME)
+            if not (args.output / name).is_file()
+        ]
+        if missing:
+            logger.error(
+                "%s not found in %s; run without --verify-only to write them",
+                ", ".join(missing),
+                args.output,
+            )
+            return 2
+        report = verify(
+            args.output, args.processes, args.sample_size, args.seed, args.sample_dir
+        )
         report["command"] = command
         (args.output / "verify.json").write_text(json.dumps(report, indent=2) + "\n")
         print(json.dumps(report, indent=2))

@@ -111,6 +111,7 @@ def run_trainer(args: list[str], tmp_path: Path) -> subprocess.CompletedProcess:
         text=True,
         env=env,
         timeout=300,
+        check=False,
     )
 
 
@@ -324,8 +325,37 @@ def test_split_arrays_unit_floats_match_uint8_decoding(real_sample):
     np.testing.assert_allclose(arrays.pixels, expected, atol=1e-6)
 
 
+def png_split(pixels: np.ndarray, labels: np.ndarray) -> datasets.DatasetDict:
+    columns = {
+        "image": [{"bytes": encode_png(image), "path": None} for image in pixels],
+        "label": labels.tolist(),
+        "font": ["Sample Font.ttf"] * len(labels),
+        "source": [f"sample-{row}.png" for row in range(len(labels))],
+    }
+    return datasets.DatasetDict(
+        train=datasets.Dataset.from_dict(columns, features=FEATURES)
+    )
+
+
+def test_split_arrays_decodes_png_column(real_sample):
+    pixels, labels = real_sample
+    arrays, classes = tb.split_arrays(png_split(pixels[:300], labels[:300]), "train")
+    expected, _ = tb.normalize_pixels(pixels[:300])
+    assert arrays.input_range == "uint8"
+    assert arrays.pixels.dtype == np.float32
+    assert classes == 10
+    np.testing.assert_array_equal(arrays.pixels, expected)
+    np.testing.assert_array_equal(arrays.labels, labels[:300])
+
+
+def test_split_arrays_rejects_centered_range_for_png(real_sample):
+    pixels, labels = real_sample
+    with pytest.raises(tb.BaselineError, match="--input-range centered"):
+        tb.split_arrays(png_split(pixels[:5], labels[:5]), "train", "centered")
+
+
 def dataset_with_labels(values: list[int]) -> datasets.Dataset:
-    """A dataset whose ClassLabel column holds ``values`` without validation."""
+    """Return a dataset whose ClassLabel column contains ``values``, unvalidated."""
     table = pa.table({"label": pa.array(values, pa.int64())})
     features = datasets.Features(
         {"label": datasets.ClassLabel(names=list(CLASS_NAMES))}
@@ -435,6 +465,16 @@ def test_decode_png_batch_converts_rgb_through_pillow(real_sample):
     np.testing.assert_array_equal(decoded[1], pixels[0])
 
 
+def test_decode_png_batch_scales_16_bit_grayscale(real_sample):
+    pixels, _ = real_sample
+    buffer = io.BytesIO()
+    wide = pixels[2].astype(np.uint16) * 257  # 255 -> 65535
+    Image.fromarray(wide).save(buffer, format="PNG")  # mode "I;16"
+    decoded, through_pillow = tb.decode_png_batch([buffer.getvalue()])
+    assert through_pillow == 1
+    np.testing.assert_array_equal(decoded[0], pixels[2])
+
+
 def test_decode_png_batch_rejects_empty_image(real_sample):
     pixels, _ = real_sample
     with pytest.raises(ValueError, match="image 1 is empty"):
@@ -524,6 +564,7 @@ def test_cli_trains_and_writes_outputs(sample_build, tmp_path):
     metrics = json.loads((output / "metrics.json").read_text())
     assert (output / "curves.png").is_file()
     assert (output / "weights.npz").is_file()
+
     for key in ("validation_accuracy", "test_accuracy"):
         assert 0.0 <= metrics[key] <= 1.0
     assert metrics["test_accuracy"] > 0.5  # chance is 0.1
@@ -536,6 +577,7 @@ def test_cli_trains_and_writes_outputs(sample_build, tmp_path):
     assert len(metrics["history"]) == metrics["epochs_run"]
     best = max(entry["validation_accuracy"] for entry in metrics["history"])
     assert metrics["validation_accuracy"] == pytest.approx(best)
+
     confusion = np.array(metrics["confusion_matrix"]["test"])
     assert confusion.shape == (10, 10)
     assert confusion.sum() == counts["sanitized"]["test"]
@@ -547,6 +589,7 @@ def test_cli_trains_and_writes_outputs(sample_build, tmp_path):
     assert all(0.0 <= value <= 1.0 for value in per_letter.values())
     assert metrics["hyperparameters"]["hidden"] == [64]
     assert result.stderr.count("epoch ") >= metrics["epochs_run"]
+
     with np.load(output / "weights.npz") as weights:
         assert weights["weight_0"].shape == (784, 64)
         assert weights["weight_0"].dtype == np.float32
@@ -577,6 +620,7 @@ def test_cli_compare_prints_table_and_json(sample_build, tmp_path):
     table_rows = [line.split()[0] for line in result.stdout.splitlines()]
     assert "raw" in table_rows
     assert "sanitized" in table_rows
+
     report = json.loads((output / "compare.json").read_text())
     assert report["trained_on"] == "sanitized"
     assert sorted(report["results"]) == ["raw", "sanitized"]
@@ -586,6 +630,7 @@ def test_cli_compare_prints_table_and_json(sample_build, tmp_path):
         assert 0.0 <= values["test_accuracy"] <= 1.0
         assert values["validation_size"] == counts[config]["validation"]
         assert values["test_size"] == counts[config]["test"]
+
     metrics = json.loads((output / "metrics.json").read_text())
     sanitized = report["results"]["sanitized"]
     assert sanitized["test_accuracy"] == pytest.approx(metrics["test_accuracy"])
@@ -678,6 +723,7 @@ def test_trainer_loads_no_second_blas(sample_build, tmp_path):
         env=env,
         cwd=REPO_ROOT,
         timeout=300,
+        check=False,
     )
     assert result.returncode == 0, result.stderr
     assert "modules []" in result.stdout

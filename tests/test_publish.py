@@ -253,8 +253,10 @@ def test_publish_stores_parquet_and_png_with_lfs(round_trip):
     server = round_trip["server"]
     head = server.repos[REPO_ID].head("main")
     lfs_paths = {path for path, stored in head.files.items() if stored.lfs}
-    assert "sanitized/train-00000-of-00002.parquet" in lfs_paths
-    assert "reports/first_image.png" in lfs_paths
+    parquet = {path for path in head.files if path.endswith(".parquet")}
+    assert len(parquet) > 6
+    assert parquet <= lfs_paths
+    assert "reports/samples.png" in lfs_paths
     assert "README.md" not in lfs_paths
     assert "reports/overlap.json" not in lfs_paths
 
@@ -281,13 +283,14 @@ def test_publish_prints_commit_url(round_trip):
 
 
 @pytest.mark.parametrize("config", ["sanitized", "raw"])
-def test_load_dataset_from_hub_matches_local_folder(round_trip, config):
+def test_load_dataset_from_hub_matches_local_folder(round_trip, config, sample_build):
     summary = round_trip["summary"][config]
-    assert set(summary["remote"]) == set(SPLIT_ROWS[config])
-    for split, rows in SPLIT_ROWS[config].items():
+    expected = sample_build.split_sizes[config]
+    assert set(summary["remote"]) == set(expected)
+    for split, rows in expected.items():
         remote, local = summary["remote"][split], summary["local"][split]
-        assert remote["rows"] == len(rows), split
-        assert local["rows"] == len(rows), split
+        assert remote["rows"] == rows, split
+        assert local["rows"] == rows, split
         assert remote["features"] == local["features"], split
         assert remote["digest"] == local["digest"], split
 
@@ -299,10 +302,10 @@ def test_load_dataset_from_hub_keeps_features(round_trip):
     assert features["label"]["names"] == list(CLASS_NAMES)
 
 
-def test_streaming_from_hub_matches_local_train_split(round_trip):
+def test_streaming_from_hub_matches_local_train_split(round_trip, sample_build):
     streamed = round_trip["summary"]["streaming"]
     local = round_trip["summary"]["sanitized"]["local"]["train"]
-    assert streamed["rows"] == len(SPLIT_ROWS["sanitized"]["train"])
+    assert streamed["rows"] == sample_build.split_sizes["sanitized"]["train"]
     assert streamed["digest"] == local["digest"]
 
 
@@ -346,8 +349,11 @@ def test_dry_run_lists_files_and_uploads_nothing(
     for path, content in folder_files(built_folder).items():
         assert path in lines, path
         assert lines[path][0] == f"{len(content):,}", path
-    assert lines["sanitized/train-00000-of-00002.parquet"][1] == "lfs"
-    assert lines["reports/first_image.png"][1] == "lfs"
+    parquet = [path for path in lines if path.endswith(".parquet")]
+    assert parquet
+    for path in parquet:
+        assert lines[path][1] == "lfs", path
+    assert lines["reports/samples.png"][1] == "lfs"
     assert lines["README.md"][1] == "regular"
     assert "Nothing was uploaded." in result.stdout
 

@@ -75,14 +75,14 @@ class MemorySampler(threading.Thread):
             time.sleep(self.interval)
 
 
-def timed_build(data_dir: Path, workers: int, root: Path) -> dict:
+def timed_build(data_dir: Path, workers: int, root: Path, sizes: list[str]) -> dict:
     output, cache = root / f"out-{workers}", root / f"cache-{workers}"
     shutil.rmtree(output, ignore_errors=True)
     shutil.rmtree(cache, ignore_errors=True)
     command = [
         sys.executable, "-m", "notmnist_ds.cli", "-q", "build",
         "--data-dir", str(data_dir), "--no-verify", "--output", str(output),
-        "--cache-dir", str(cache), "--workers", str(workers),
+        "--cache-dir", str(cache), "--workers", str(workers), *sizes,
     ]
     started = time.perf_counter()
     process = subprocess.Popen(command, cwd=REPOSITORY)
@@ -233,7 +233,7 @@ def format_results(runs: list[dict], floor: dict, score: dict | None, data_dir: 
         "",
         f"Machine: {machine()}. Tarballs: `{data_dir}`.",
         "",
-        "Command: `python benchmarks/bench_build.py --data-dir " + str(data_dir) + "`",
+        "Command: `python " + " ".join(sys.argv) + "`",
         "",
         "| workers | wall s | images | images/s | peak RSS main | peak RSS with workers |",
         "|---:|---:|---:|---:|---:|---:|",
@@ -278,9 +278,16 @@ def main() -> None:
     parser.add_argument("--scratch", type=Path, default=REPOSITORY / "benchmarks/out/bench-build")
     parser.add_argument("--no-score", action="store_true", help="skip scoring planted duplicates")
     parser.add_argument("--record", type=Path, help="append the results to this Markdown file")
+    parser.add_argument("--sizes", help="train,validation,test totals (default: the build's)")
     args = parser.parse_args()
 
-    runs = [timed_build(args.data_dir, int(w), args.scratch) for w in args.workers.split(",")]
+    sizes = []
+    if args.sizes:
+        train, valid, test = args.sizes.split(",")
+        sizes = ["--train-size", train, "--valid-size", valid, "--test-size", test]
+    runs = [
+        timed_build(args.data_dir, int(w), args.scratch, sizes) for w in args.workers.split(",")
+    ]
     floor_workers = max(r["workers"] for r in runs)
     floor = measure_floor(args.data_dir / "notMNIST_large.tar.gz", floor_workers) | {"workers": floor_workers}
     score = None if args.no_score else score_planted(args.data_dir)

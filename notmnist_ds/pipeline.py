@@ -24,7 +24,7 @@ from dedup.sanitize import SanitizedSplits, sanitize
 
 from . import __version__
 from .constants import CLASS_NAMES, DEFAULT_SIZES, LARGE, NUM_CLASSES, SMALL, SPLIT_NAMES
-from .reader import ArchiveImages, read_archive
+from .reader import ArchiveImages, read_archive, start_decoders
 from .splits import per_letter, seeded_order, select_splits, split_keys
 
 logger = logging.getLogger(__name__)
@@ -151,12 +151,22 @@ def prepare(
     spec = options.dedup.hash_spec
 
     archives: dict[str, ArchiveImages] = {}
-    for tarball in (LARGE, SMALL):
-        started = time.perf_counter()
-        archives[tarball.name] = read_archive(
-            tarball_paths[tarball.name], tarball, spec, workers=workers, progress=progress
-        )
-        timer.record(f"read {tarball.name}", started)
+    executor = start_decoders(workers) if workers > 1 else None
+    try:
+        for tarball in (LARGE, SMALL):
+            started = time.perf_counter()
+            archives[tarball.name] = read_archive(
+                tarball_paths[tarball.name],
+                tarball,
+                spec,
+                workers=workers,
+                progress=progress,
+                shared_executor=executor,
+            )
+            timer.record(f"read {tarball.name}", started)
+    finally:
+        if executor is not None:
+            executor.shutdown(wait=True, cancel_futures=True)
 
     # Raw splits: validation is drawn before train so that its membership does
     # not move when only the train size changes.

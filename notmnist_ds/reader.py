@@ -179,16 +179,26 @@ def _size(path: Path) -> int:
         return -1  # the reader raises ArchiveError for it, with the fix
 
 
+def start_decoders(workers: int) -> ProcessPoolExecutor:
+    """Start ``workers`` decoding processes that end when this process ends."""
+    context = multiprocessing.get_context("spawn")
+    with sigint_blocked():
+        return ProcessPoolExecutor(workers, mp_context=context, initializer=exit_with_parent)
+
+
 def read_archive(
     path: Path,
     tarball: Tarball,
     hash_spec: HashSpec,
     workers: int = 2,
     progress: bool = True,
+    shared_executor: ProcessPoolExecutor | None = None,
 ) -> ArchiveImages:
     """Read every readable image of a notMNIST archive.
 
     ``workers`` is the number of decoding processes; 1 decodes in this process.
+    ``shared_executor``, from ``start_decoders``, saves starting new worker
+    processes for each archive; it is left running.
     Unreadable members are skipped and listed in the returned report. Raises
     ArchiveError when the archive itself is damaged.
     """
@@ -210,11 +220,7 @@ def read_archive(
             return
         # A bounded number of chunks in flight keeps memory flat while the
         # workers stay busy; results are taken in archive order.
-        context = multiprocessing.get_context("spawn")
-        with sigint_blocked():
-            executor = ProcessPoolExecutor(
-                workers, mp_context=context, initializer=exit_with_parent
-            )
+        executor = shared_executor or start_decoders(workers)
         try:
             in_flight: deque = deque()
             for chunk in chunks:
@@ -233,7 +239,8 @@ def read_archive(
             # chunks, so that each worker stops after the chunk it is decoding.
             executor.shutdown(wait=False, cancel_futures=True)
             raise
-        executor.shutdown(wait=True)
+        if shared_executor is None:
+            executor.shutdown(wait=True)
 
     with tqdm(
         # The member count is known only for the published archive.

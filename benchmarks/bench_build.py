@@ -188,7 +188,8 @@ def score_planted(data_dir: Path) -> dict | None:
         linked = a == b if kind == "exact" else (a == b or b in neighbours[a])
         keys = [kind]
         if kind == "near":
-            keys.append(f"near: {perturbation.split(' ')[0]}")
+            kinds = "+".join(part.split("(")[0] for part in perturbation.split("+"))
+            keys.append(f"near: {kinds}")
             within = distance <= settings.max_distance
             keys.append(f"near, phash distance {'<=' if within else '>'} {settings.max_distance}")
         for key in keys:

@@ -321,7 +321,10 @@ def format_report(
         f"- software: Python {platform.python_version()}, NumPy {np.__version__}",
         (
             f"- search times: median of {args.rounds} run(s), each in a fresh "
-            "process; brute force: one run a set"
+            "process. Brute force: one run a set at the largest k, whose pairs "
+            "within each smaller k are the references there. An estimate is "
+            f"scaled from a {args.brute_force_subset:,}-hash subset by (N / n)**2, "
+            "and that subset is what 'yes on n' checked"
         ),
         "",
         (

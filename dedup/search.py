@@ -227,6 +227,7 @@ def _largest_pattern_count(blocks: list[Block]) -> int:
 if hasattr(np, "bitwise_count"):
     popcount = np.bitwise_count
 else:  # numpy < 2.0 has no bitwise_count
+    # NOTE: this fallback has never run, because the tests use numpy 2.
     _BYTE_POPCOUNT = np.array([value.bit_count() for value in range(256)], np.uint8)
 
     def popcount(values: np.ndarray) -> np.ndarray:

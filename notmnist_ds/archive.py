@@ -24,7 +24,7 @@ from .report import IgnoreReason, ReadReport, SkipReason
 logger = logging.getLogger(__name__)
 
 # A 28x28 PNG with every optional chunk filled in stays far below this; a
-# larger member is read no further than its header.
+# larger member is skipped without being read.
 MAX_MEMBER_BYTES = 1 << 20
 
 OS_JUNK_NAMES = frozenset({".DS_Store", "Thumbs.db", "desktop.ini", "Icon\r"})
@@ -50,7 +50,7 @@ class Member:
     source: str  # stable id: "<archive root>/<letter>/<file name>"
     label: int  # index into CLASS_NAMES
     font: str  # the font file the image was rendered from
-    data: bytes  # the member's bytes; only the first bytes when it is too large
+    data: bytes  # the member's bytes
     size: int  # the member's size in bytes as the archive states it
 
 
@@ -168,7 +168,7 @@ def iter_members(path: Path, tarball: Tarball, report: ReadReport) -> Iterator[M
     or damaged so that a tar header or the gzip checksum does not read back.
     """
     check_gzip_header(path, tarball)
-    seen_sources: set[str] = set()
+    seen_sources: dict[str, str] = {}  # stable id -> member name kept for it
     count = 0
     try:
         with gzip.open(path, "rb") as stream:
@@ -184,9 +184,22 @@ def iter_members(path: Path, tarball: Tarball, report: ReadReport) -> Iterator[M
                     letter = CLASS_NAMES[label]
                     source = f"{tarball.root}/{letter}/{printable_name(file_name)}"
                     if source in seen_sources:
-                        report.omit(name, SkipReason.DUPLICATE_NAME, f"same as {source}")
+                        report.omit(
+                            name,
+                            SkipReason.DUPLICATE_NAME,
+                            f"same letter and file name as {seen_sources[source]}, "
+                            "which was kept",
+                        )
                         continue
-                    seen_sources.add(source)
+                    seen_sources[source] = name
+                    if info.size > MAX_MEMBER_BYTES:
+                        report.omit(
+                            name,
+                            SkipReason.UNDECODABLE,
+                            f"{info.size:,} bytes, larger than any 28x28 PNG "
+                            f"({MAX_MEMBER_BYTES:,} bytes at most)",
+                        )
+                        continue
 
                     reader = archive.extractfile(info)
                     limit = min(info.size, MAX_MEMBER_BYTES)

@@ -14,6 +14,7 @@ import ctypes.util
 import errno
 import logging
 import os
+import re
 import shutil
 from collections.abc import Iterator
 from collections.abc import Callable
@@ -27,7 +28,7 @@ AT_FDCWD = -100
 
 
 class OutputFolderError(RuntimeError):
-    """The output path holds something a build must not replace."""
+    """The output path contains something a build must not replace."""
 
 
 def staging_path(output: Path) -> Path:
@@ -79,6 +80,35 @@ def remove_abandoned(parent: Path, prefix: str) -> None:
         logger.info("Removed %s, left by an interrupted build", leftover)
 
 
+# What a build writes: the card, the reports and the Parquet shards.
+BUILD_FILE_PATTERN = re.compile(
+    r"README\.md"
+    r"|reports/(build_report\.json|overlap\.json|removals\.csv|skipped\.csv"
+    r"|samples\.png|near_duplicates\.png|baseline\.json)"
+    r"|(raw|sanitized)/(train|validation|test)-\d{5}-of-\d{5}\.parquet"
+)
+
+
+def list_some(names: list[str], limit: int = 5) -> str:
+    """Join the first ``limit`` names, saying how many more there are."""
+    more = f" and {len(names) - limit} more" if len(names) > limit else ""
+    return ", ".join(names[:limit]) + more
+
+
+def files_not_from_build(folder: Path) -> list[str]:
+    """Return the files under ``folder`` that no build writes, sorted."""
+    foreign = []
+    for path in sorted(folder.rglob("*")):
+        relative = path.relative_to(folder).as_posix()
+        if path.is_dir():
+            if relative not in ("reports", "raw", "sanitized"):
+                foreign.append(relative + "/")
+            continue
+        if not BUILD_FILE_PATTERN.fullmatch(relative):
+            foreign.append(relative)
+    return [name for name in foreign if not any(name.startswith(d) and name != d for d in foreign if d.endswith("/"))]
+
+
 def check_replaceable(output: Path) -> None:
     """Raise OutputFolderError unless ``output`` is absent, empty or an earlier build."""
     if not output.exists():
@@ -87,7 +117,16 @@ def check_replaceable(output: Path) -> None:
         raise OutputFolderError(
             f"output path {output} is a file, not a folder; choose another --output"
         )
-    if (output / MARKER).is_file() or not any(output.iterdir()):
+    if not any(output.iterdir()):
+        return
+    if (output / MARKER).is_file():
+        foreign = files_not_from_build(output)
+        if foreign:
+            raise OutputFolderError(
+                f"output folder {output} contains an earlier notmnist build and files the "
+                f"build did not write ({list_some(foreign)}); a new build replaces the whole folder, "
+                f"so move those files out or choose another --output"
+            )
         return
     raise OutputFolderError(
         f"output folder {output} is not empty and holds no earlier notmnist build "

@@ -24,6 +24,7 @@ import datasets
 
 from . import __version__
 from .atomic import (
+    OutputFolderError,
     check_replaceable,
     disk_full_reported,
     recover,
@@ -44,7 +45,7 @@ DATASET_NAME = "notmnist"
 
 @dataclass
 class BuildResult:
-    """Where a build went and what it measured."""
+    """The output folder of a build, its rows per split and its timings."""
 
     output: Path
     fingerprint: str
@@ -108,6 +109,16 @@ def publish_cache_entries(entries: list[CacheEntry]) -> None:
         os.utime(entry.final, ns=(stamp, stamp))
 
 
+def make_folder(folder: Path, option: str) -> None:
+    """Create ``folder``, or raise OutputFolderError naming it and ``option``."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise OutputFolderError(
+            f"cannot create {folder} ({error.strerror}); choose a writable {option}"
+        ) from error
+
+
 def resolve_tarballs(data_dir: Path | None, verify: bool, progress: bool) -> dict[str, Path]:
     if data_dir is not None:
         return locate_tarballs(Path(data_dir), (LARGE, SMALL), verify=verify)
@@ -133,19 +144,26 @@ def build(
     remove_abandoned(cache_dir, f".{DATASET_NAME}-staging-")
     check_replaceable(output)
 
-    started = time.perf_counter()
-    paths = resolve_tarballs(data_dir, verify, progress)
-    digests = {name: file_sha256(path) for name, path in paths.items()}
-    fetch_seconds = time.perf_counter() - started
-
-    prepared = prepare(paths, digests, options, workers=workers, progress=progress)
-    prepared.timer.seconds = {"fetch and verify": round(fetch_seconds, 3), **prepared.timer.seconds}
-
+    # Both folders are made before the archives are read, so an output or a
+    # cache that cannot be written fails in a second, not after minutes.
     staging = staging_path(output)
     staging_cache = cache_dir / f".{DATASET_NAME}-staging-{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
+    make_folder(staging, "--output")
     try:
+        make_folder(staging_cache, "--cache-dir")
+
+        started = time.perf_counter()
+        paths = resolve_tarballs(data_dir, verify, progress)
+        digests = {name: file_sha256(path) for name, path in paths.items()}
+        fetch_seconds = time.perf_counter() - started
+
+        prepared = prepare(paths, digests, options, workers=workers, progress=progress)
+        prepared.timer.seconds = {
+            "fetch and verify": round(fetch_seconds, 3),
+            **prepared.timer.seconds,
+        }
+
         started = time.perf_counter()
         shards: dict[str, list[str]] = {}
         split_sizes: dict[str, dict[str, int]] = {}

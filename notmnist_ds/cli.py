@@ -120,6 +120,11 @@ def run_overlap(args: argparse.Namespace) -> int:
 def run_preview(args: argparse.Namespace) -> int:
     from .stats import write_preview
 
+    if not 1 <= args.per_letter <= 64:
+        raise ValueError(f"invalid --per-letter {args.per_letter}: use 1 to 64")
+    if args.output.suffix.lower() != ".png":
+        raise ValueError(f"--output {args.output} must end in .png: the grid is written as PNG")
+
     path = write_preview(args.folder, args.output, args.config, args.per_letter)
     print(f"Wrote {path}")
     return 0
@@ -134,8 +139,17 @@ def run_card(args: argparse.Namespace) -> int:
 
 
 def run_make_tarballs(args: argparse.Namespace) -> int:
+    from .constants import LARGE, SMALL
     from .sample_tarballs import write_sample_tarballs
 
+    existing = [args.output / t.file_name for t in (LARGE, SMALL) if (args.output / t.file_name).exists()]
+    if existing and not args.force:
+        raise ValueError(
+            f"{', '.join(map(str, existing))} already exists; archives made from a sample "
+            "would replace it, so choose another --output or pass --force"
+        )
+    if args.output.exists() and not args.output.is_dir():
+        raise ValueError(f"--output {args.output} is a file, not a folder; choose a folder")
     paths = write_sample_tarballs(args.sample_dir, args.output)
     for path in paths.values():
         print(f"Wrote {path}")
@@ -159,24 +173,27 @@ def make_parser() -> argparse.ArgumentParser:
     build.set_defaults(handler=run_build)
 
     stats = commands.add_parser("stats", help="class balance, totals, size on disk, skipped members")
-    stats.add_argument("folder", type=Path)
+    stats.add_argument("folder", type=Path, help="a folder written by notmnist build")
     stats.set_defaults(handler=run_stats)
 
     overlap = commands.add_parser("overlap", help="exact and near overlap between the splits")
-    overlap.add_argument("folder", type=Path)
+    overlap.add_argument("folder", type=Path, help="a folder written by notmnist build")
     overlap.add_argument("--config", choices=["raw", "sanitized"])
     overlap.add_argument("--json", action="store_true", help="print the report as JSON")
     overlap.set_defaults(handler=run_overlap)
 
     preview = commands.add_parser("preview", help="write a grid of sample images per letter and split")
-    preview.add_argument("folder", type=Path)
-    preview.add_argument("--output", type=Path, default=Path("grid.png"))
-    preview.add_argument("--config", choices=["raw", "sanitized"], default="sanitized")
-    preview.add_argument("--per-letter", type=int, default=8)
+    preview.add_argument("folder", type=Path, help="a folder written by notmnist build")
+    preview.add_argument("--output", type=Path, default=Path("grid.png"),
+                         help="PNG file to write (default: grid.png)")
+    preview.add_argument("--config", choices=["raw", "sanitized"], default="sanitized",
+                         help="config to show (default: sanitized)")
+    preview.add_argument("--per-letter", type=int, default=8,
+                         help="images per letter and split, 1 to 64 (default: 8)")
     preview.set_defaults(handler=run_preview)
 
     card = commands.add_parser("card", help="render the dataset card again, optionally with baseline results")
-    card.add_argument("folder", type=Path)
+    card.add_argument("folder", type=Path, help="a folder written by notmnist build")
     card.add_argument("--baseline", type=Path, action="append",
                       help="metrics.json written by train_baseline.py (repeatable)")
     card.set_defaults(handler=run_card)
@@ -191,7 +208,10 @@ def make_parser() -> argparse.ArgumentParser:
     )
     sample.add_argument("sample_dir", type=Path,
                         help="folder with images-idx3-ubyte.gz and labels-idx1-ubyte.gz")
-    sample.add_argument("--output", type=Path, default=Path("tarballs"))
+    sample.add_argument("--output", type=Path, default=Path("tarballs"),
+                        help="folder to write the two archives into (default: ./tarballs)")
+    sample.add_argument("--force", action="store_true",
+                        help="replace archives already in --output")
     sample.set_defaults(handler=run_make_tarballs)
     return parser
 

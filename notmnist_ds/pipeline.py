@@ -25,7 +25,7 @@ from dedup.sanitize import SanitizedSplits, sanitize
 from . import __version__
 from .constants import CLASS_NAMES, DEFAULT_SIZES, LARGE, NUM_CLASSES, SMALL, SPLIT_NAMES
 from .reader import ArchiveImages, read_archive, start_decoders
-from .splits import per_letter, seeded_order, select_splits, split_keys
+from .splits import SplitSizeError, per_letter, seeded_order, select_splits, split_keys
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +46,11 @@ class BuildOptions:
     def __post_init__(self) -> None:
         for split in SPLIT_NAMES:
             per_letter(self.size(split), split)  # raises on sizes not divisible by 10
+        if self.train_size is None and self.validation_size is None:
+            raise SplitSizeError(
+                "train and validation are both drawn from notMNIST_large.tar.gz, so "
+                "only one of --train-size and --valid-size can be 'all'"
+            )
 
     def size(self, split: str) -> int | None:
         return {

@@ -111,6 +111,7 @@ def publish(
     check_repo_id(repo_id)
     branch = revision or DEFAULT_BRANCH
     files = collect_files(folder)
+    check_only_build_files(folder, files)
     if dry_run:
         return PublishResult(
             repo_id=repo_id,
@@ -231,6 +232,20 @@ def send_commit(
         revision=branch,
         parent_commit=head,
     )
+
+
+def check_only_build_files(folder: Path, files: tuple[LocalFile, ...]) -> None:
+    """Raise PublishError when the folder holds files a build does not write,
+    so notes, weights or secrets left in it are not published by accident."""
+    from .atomic import BUILD_FILE_PATTERN, list_some
+
+    foreign = sorted(f.path_in_repo for f in files if not BUILD_FILE_PATTERN.fullmatch(f.path_in_repo))
+    if foreign:
+        raise PublishError(
+            f"{folder} contains files that notmnist build does not write ({list_some(foreign)}); "
+            "move them out of the folder before publishing, so that only the dataset "
+            "is uploaded"
+        )
 
 
 def check_repo_id(repo_id: str) -> None:

@@ -276,11 +276,6 @@ def read_archive(
                     report.rows_per_letter[CLASS_NAMES[member.label]] += 1
                 else:
                     reason, detail = next(rejections)
-                    if member.size > len(member.data):
-                        detail += (
-                            f" (only the first {len(member.data):,} of its "
-                            f"{member.size:,} bytes were read)"
-                        )
                     report.omissions.append(
                         Omission(tarball.file_name, member.name, reason, detail)
                     )

@@ -109,10 +109,19 @@ def select_splits(
             wanted = ", ".join(
                 f"{size:,} {name}" for name, size in per_letter_sizes.items() if size
             )
+            if len(candidates) == 0:
+                advice = (
+                    f"the archive has no images of letter {letter} at all, so check "
+                    f"that it is the published {archive} (a folder {letter}/ is missing)"
+                )
+            else:
+                advice = (
+                    f"lower the sizes, for example to {len(candidates) * NUM_CLASSES:,} "
+                    "in all"
+                )
             raise SplitSizeError(
                 f"letter {letter} has {len(candidates):,} readable images in {archive}, "
-                f"but the split sizes need {needed:,} per letter ({wanted}); "
-                f"lower the sizes, for example to {len(candidates) * NUM_CLASSES:,} in all"
+                f"but the split sizes need {needed:,} per letter ({wanted}); {advice}"
             )
         position = 0
         for name, size in per_letter_sizes.items():

@@ -89,7 +89,20 @@ def rewrite_card(folder: Path, baseline_metrics: list[Path] | None = None) -> No
     if baseline_metrics:
         entries = []
         for path in baseline_metrics:
-            metrics = json.loads(Path(path).read_text(encoding="utf-8"))
+            try:
+                metrics = json.loads(Path(path).read_text(encoding="utf-8"))
+            except FileNotFoundError:
+                raise FileNotFoundError(
+                    f"baseline metrics {path} not found; pass the metrics.json that "
+                    "train_baseline.py wrote into its --output folder"
+                ) from None
+            except ValueError as error:
+                raise ValueError(
+                    f"baseline metrics {path} is not valid JSON ({error}); pass the "
+                    "metrics.json that train_baseline.py writes"
+                ) from None
+            if not isinstance(metrics, dict):
+                raise ValueError(f"baseline metrics {path} must be a JSON object")
             for key in ("validation_accuracy", "test_accuracy"):
                 if not isinstance(metrics.get(key), (int, float)) or not 0 <= metrics[key] <= 1:
                     raise ValueError(

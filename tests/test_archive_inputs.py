@@ -349,7 +349,8 @@ def test_archive_duplicate_path_keeps_first(glyphs, tmp_path):
 
 
 def test_archive_member_over_limit_names_size(tmp_path):
-    # A 2 MiB text chunk before the pixels: only the first MiB is read.
+    # A 2 MiB text chunk before the pixels: no 28x28 PNG needs that much, so
+    # the member is skipped unread.
     data = png_from_chunks(
         [
             (b"IHDR", ihdr_payload(28, 28)),
@@ -362,7 +363,24 @@ def test_archive_member_over_limit_names_size(tmp_path):
     report = read(write_tar(tmp_path / LARGE.file_name, entries)).report
     (omission,) = report.omissions
     assert omission.reason == "undecodable"
-    assert f"of its {len(data):,} bytes were read" in omission.detail
+    assert f"{len(data):,} bytes, larger than any 28x28 PNG" in omission.detail
+
+
+def test_archive_member_over_limit_decodable_head_skipped(tmp_path):
+    # A valid 28x28 PNG followed by 2 MiB of zeros decodes from its first MiB,
+    # but must not become a row carrying a cut-off file.
+    data = png_from_chunks(
+        [
+            (b"IHDR", ihdr_payload(28, 28)),
+            (b"IDAT", zlib.compress(b"\x00" * 29 * 28)),
+            (b"IEND", b""),
+        ]
+    ) + b"\x00" * (2 << 20)
+    entries = [regular("notMNIST_large/B/big28.png", data)]
+    images = read(write_tar(tmp_path / LARGE.file_name, entries))
+    assert len(images) == 0
+    (omission,) = images.report.omissions
+    assert omission.reason == "undecodable"
 
 
 def test_archive_huge_canvas_member_is_wrong_size(tmp_path):

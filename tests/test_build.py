@@ -320,3 +320,30 @@ def test_card_command_adds_baseline(sample_build, tmp_path):
     assert main(["card", str(folder), "--baseline", str(metrics)]) == 0
     text = (folder / "README.md").read_text()
     assert "| mlp 1024 | sanitized | 90.00% | 91.00% |" in text
+
+
+def test_build_refuses_earlier_build_with_extra_files(sample_build, sample_tarballs, tmp_path, capsys):
+    import shutil
+
+    target = tmp_path / "earlier"
+    shutil.copytree(sample_build.output, target)
+    (target / "NOTES.txt").write_text("mine")
+    code = main([
+        "-q", "build", "--data-dir", str(sample_tarballs), "--no-verify",
+        "--output", str(target), *SPLIT_ARGS, "--cache-dir", str(tmp_path / "cache"),
+    ])
+    error = capsys.readouterr().err
+    assert code == 2
+    assert "NOTES.txt" in error
+    assert (target / "NOTES.txt").read_text() == "mine"
+
+
+def test_make_tarballs_keeps_existing_archive(tmp_path, capsys):
+    from conftest import require_real_sample
+
+    sample = require_real_sample()
+    (tmp_path / "notMNIST_large.tar.gz").write_bytes(b"the real download")
+    code = main(["make-tarballs", str(sample), "--output", str(tmp_path)])
+    assert code == 2
+    assert "--force" in capsys.readouterr().err
+    assert (tmp_path / "notMNIST_large.tar.gz").read_bytes() == b"the real download"

@@ -341,7 +341,7 @@ SCENARIOS = {
         Scenario("ctrl-c-builder", signal.SIGINT, "builder", whole_group=True),
     )
 }
-LEAVE_LEFTOVERS = ["kill-builder", "kill-export", "kill-swap"]
+LEAVE_LEFTOVERS = ["kill-reading", "kill-builder", "kill-export", "kill-swap"]
 
 
 def copy_previous(previous: Previous, root: Path) -> Run:
@@ -353,11 +353,13 @@ def copy_previous(previous: Previous, root: Path) -> Run:
 
 def stop_build(scenario: Scenario, run: Run, tarballs: Path) -> None:
     if scenario.trigger == "swap":
-        extra = run.output / "notes"
-        extra.mkdir()
-        (extra / "0").write_text("x")
+        # Shards of a make-believe earlier build: many files, so deleting the
+        # old folder after the exchange takes long enough to kill inside it.
+        extra = run.output / "raw"
+        first = extra / f"test-00000-of-{SWAP_EXTRA_FILES:05d}.parquet"
+        first.write_text("x")
         for k in range(1, SWAP_EXTRA_FILES):
-            os.link(extra / "0", extra / str(k))
+            os.link(first, extra / f"test-{k:05d}-of-{SWAP_EXTRA_FILES:05d}.parquet")
     triggers = {
         "reading": reading_started,
         "builder": builder_started,
@@ -505,7 +507,10 @@ def test_stop_lands_in_its_phase(stopped, name):
     killed = SCENARIOS[name].stop_signal == signal.SIGKILL
     state = run.staging_at_stop if killed else run.staging_before_stop
     if trigger == "reading":
-        assert state == []
+        # The staging folders are made before reading, to fail fast on an
+        # output or cache that cannot be written.
+        assert f".out.building-{pid}" in state
+        assert f"{STAGING_CACHE_PREFIX}{pid}" in state
         assert run.workers_at_stop
     if trigger == "builder":
         assert f"{STAGING_CACHE_PREFIX}{pid}" in state
@@ -553,7 +558,7 @@ def test_kill_after_exchange_leaves_new_build_whole(stopped):
     ]
     assert report["options"]["seed"] == 1
     assert all((run.output / shard).is_file() for shard in shards)
-    assert not (run.output / "notes").exists()
+    assert not (run.output / "raw" / f"test-00000-of-{SWAP_EXTRA_FILES:05d}.parquet").exists()
 
 
 @pytest.mark.parametrize("name", SCENARIOS)
@@ -588,7 +593,7 @@ def test_cache_and_folder_agree_after_kill_in_swap(stopped):
     assert [len(loaded["folder"][split]) for split in SPLIT_NAMES] == [1800, 200, 500]
 
 
-@pytest.mark.parametrize("name", ["kill-reading", "ctrl-c-builder"])
+@pytest.mark.parametrize("name", ["ctrl-c-builder"])
 def test_stop_leaves_nothing_to_clean(stopped, previous, name):
     run = stopped[name]
     assert run.leftovers_after_stop == []

@@ -135,7 +135,7 @@ def write_built_folder(
     (folder / "README.md").write_text("\n".join(card) + "\n", encoding="utf-8")
     (folder / "reports").mkdir(exist_ok=True)
     (folder / "reports" / "overlap.json").write_text(json.dumps({"exact": 0}))
-    (folder / "reports" / "first_image.png").write_bytes(encode_png(pixels[0]))
+    (folder / "reports" / "samples.png").write_bytes(encode_png(pixels[0]))
     return folder
 
 
@@ -679,3 +679,12 @@ def test_collect_files_skips_hidden_files(folder_copy, caplog):
 def test_publish_rejects_invalid_repo_id(built_folder, repo_id):
     with pytest.raises(PublishError, match="invalid repository id"):
         publish(built_folder, repo_id, dry_run=True)
+
+
+def test_publish_rejects_files_the_build_did_not_write(built_folder, tmp_path):
+    folder = tmp_path / "with-notes"
+    shutil.copytree(built_folder, folder)
+    (folder / "secret.env").write_text("HF_TOKEN=hf_abc")
+    with pytest.raises(PublishError) as error:
+        publish(folder, REPO_ID, dry_run=True)
+    assert "secret.env" in str(error.value)

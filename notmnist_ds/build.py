@@ -121,6 +121,11 @@ def make_folder(folder: Path, option: str) -> None:
 
 def resolve_tarballs(data_dir: Path | None, verify: bool, progress: bool) -> dict[str, Path]:
     if data_dir is not None:
+        if not Path(data_dir).is_dir():
+            raise FileNotFoundError(
+                f"--data-dir {data_dir} is not a folder; give the folder that holds "
+                f"{LARGE.file_name} and {SMALL.file_name}"
+            )
         return locate_tarballs(Path(data_dir), (LARGE, SMALL), verify=verify)
     return fetch_tarballs((LARGE, SMALL), verify=verify, progress=progress)
 

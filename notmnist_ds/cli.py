@@ -231,6 +231,10 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return args.handler(args)
+    except BrokenPipeError:
+        # The reader of the output went away (as with `| head`): stop quietly.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     except KeyboardInterrupt:
         print("notmnist: interrupted; earlier output was left as it was", file=sys.stderr)
         return 130

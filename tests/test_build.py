@@ -347,3 +347,28 @@ def test_make_tarballs_keeps_existing_archive(tmp_path, capsys):
     assert code == 2
     assert "--force" in capsys.readouterr().err
     assert (tmp_path / "notMNIST_large.tar.gz").read_bytes() == b"the real download"
+
+
+def test_streaming_iterates_folder_and_bare_name(sample_build, tmp_path):
+    script = (
+        "import datasets, json, sys\n"
+        "out = {}\n"
+        "for name, path in (('folder', sys.argv[1]), ('bare', 'notmnist')):\n"
+        "    stream = datasets.load_dataset(path, 'sanitized', streaming=True)\n"
+        "    assert isinstance(stream['train'], datasets.IterableDataset)\n"
+        "    out[name] = [row['source'] for row in stream['test']]\n"
+        "print(json.dumps(out))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script, str(sample_build.output)],
+        env=clean_env(sample_build.cache_dir),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    streamed = json.loads(result.stdout.strip().splitlines()[-1])
+    expected = split_sources(sample_build.output, "sanitized")["test"]
+    assert streamed["folder"] == expected
+    assert sorted(streamed["bare"]) == sorted(expected)

@@ -141,7 +141,7 @@ def _unfilter_sequential(kind: int, raw: np.ndarray, above: np.ndarray) -> np.nd
             predictor = (left + up) >> 1
         else:
             # Distances from the estimate left + up - upper_left to each
-            # neighbour; ties go to left, then up, as the PNG standard says.
+            # neighbour. The PNG Paeth predictor breaks ties toward left, then up.
             distance_left = np.abs(up - upper_left)
             distance_up = np.abs(left - upper_left)
             distance_corner = np.abs(left + up - 2 * upper_left)

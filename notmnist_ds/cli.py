@@ -23,7 +23,7 @@ def add_build_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", type=Path, default=Path("notmnist"),
                         help="folder to write the dataset into (default: ./notmnist)")
     parser.add_argument("--data-dir", type=Path,
-                        help="folder holding notMNIST_large.tar.gz and notMNIST_small.tar.gz; "
+                        help="folder that contains notMNIST_large.tar.gz and notMNIST_small.tar.gz; "
                         "without it they are downloaded into the cache")
     parser.add_argument("--no-verify", action="store_true",
                         help="use archives whose size or sha256 differ from the published ones")
@@ -219,7 +219,11 @@ def make_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = make_parser()
     args = parser.parse_args(argv)
-    level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
+    level = logging.INFO
+    if args.verbose:
+        level = logging.DEBUG
+    elif args.quiet:
+        level = logging.WARNING
     logging.basicConfig(level=level, format="%(message)s")
     if args.quiet:
         os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")

@@ -32,69 +32,10 @@ FEATURES = datasets.Features(
 )
 
 
-def write_sample_build(
-    folder: Path, pixels: np.ndarray, labels: np.ndarray, per_class: int
-) -> dict[str, dict[str, int]]:
-    """Write a build folder (both configurations) from ``per_class`` images a letter.
-
-    Stands in for ``notmnist build``: the same layout, features and README
-    front matter. Each letter's images split 60/20/20 into train, validation
-    and test. The sanitized configuration drops exact pixel duplicates of an
-    image seen earlier in train, validation, test order. Returns the row
-    counts by configuration and split.
-    """
-    split_of = np.full(len(labels), "", dtype=object)
-    for letter in range(len(CLASS_NAMES)):
-        rows = np.flatnonzero(labels == letter)[:per_class]
-        cut_train, cut_validation = int(per_class * 0.6), int(per_class * 0.8)
-        split_of[rows[:cut_train]] = "train"
-        split_of[rows[cut_train:cut_validation]] = "validation"
-        split_of[rows[cut_validation:]] = "test"
-    seen: set[bytes] = set()
-    unique = np.zeros(len(labels), bool)
-    for split in SPLIT_NAMES:
-        for row in np.flatnonzero(split_of == split):
-            key = pixels[row].tobytes()
-            unique[row] = key not in seen
-            seen.add(key)
-
-    counts: dict[str, dict[str, int]] = {}
-    front_matter = ["---", "configs:"]
-    for config, keep in (("sanitized", unique), ("raw", np.ones(len(labels), bool))):
-        front_matter.append(f"- config_name: {config}")
-        if config == "sanitized":
-            front_matter.append("  default: true")
-        front_matter.append("  data_files:")
-        counts[config] = {}
-        for split in SPLIT_NAMES:
-            rows = np.flatnonzero((split_of == split) & keep)
-            columns = {
-                "image": [{"bytes": encode_png(pixels[r]), "path": None} for r in rows],
-                "label": labels[rows].tolist(),
-                "font": [f"Sample Font {r}.ttf" for r in rows],
-                "source": [f"{CLASS_NAMES[labels[r]]}/sample-{r}.png" for r in rows],
-            }
-            (folder / config).mkdir(parents=True, exist_ok=True)
-            datasets.Dataset.from_dict(columns, features=FEATURES).to_parquet(
-                str(folder / config / f"{split}-00000-of-00001.parquet")
-            )
-            front_matter += [
-                f"  - split: {split}",
-                f"    path: {config}/{split}-*.parquet",
-            ]
-            counts[config][split] = len(rows)
-    front_matter += ["---", "", "# notMNIST sample build for tests", ""]
-    (folder / "README.md").write_text("\n".join(front_matter))
-    return counts
-
-
 @pytest.fixture(scope="module")
-def sample_build(real_sample, tmp_path_factory) -> tuple[Path, dict]:
-    """A build folder from 150 real images a letter: 900 train, 300 and 300."""
-    pixels, labels = real_sample
-    folder = tmp_path_factory.mktemp("build")
-    counts = write_sample_build(folder, pixels, labels, per_class=150)
-    return folder, counts
+def trainer_build(sample_build) -> tuple[Path, dict]:
+    """The real build of the sample tarballs, and its rows per config and split."""
+    return sample_build.output, sample_build.split_sizes
 
 
 def run_trainer(args: list[str], tmp_path: Path) -> subprocess.CompletedProcess:
@@ -540,8 +481,8 @@ def test_plot_curves_writes_png_for_one_epoch(tmp_path):
 # --- the command line on a real build folder ------------------------------------
 
 
-def test_cli_trains_and_writes_outputs(sample_build, tmp_path):
-    folder, counts = sample_build
+def test_cli_trains_and_writes_outputs(trainer_build, tmp_path):
+    folder, counts = trainer_build
     output = tmp_path / "run"
     result = run_trainer(
         [
@@ -598,8 +539,8 @@ def test_cli_trains_and_writes_outputs(sample_build, tmp_path):
         assert image.format == "PNG"
 
 
-def test_cli_compare_prints_table_and_json(sample_build, tmp_path):
-    folder, counts = sample_build
+def test_cli_compare_prints_table_and_json(trainer_build, tmp_path):
+    folder, counts = trainer_build
     output = tmp_path / "run"
     result = run_trainer(
         [
@@ -636,8 +577,8 @@ def test_cli_compare_prints_table_and_json(sample_build, tmp_path):
     assert sanitized["test_accuracy"] == pytest.approx(metrics["test_accuracy"])
 
 
-def test_cli_logistic_runs_on_50_and_100_samples(sample_build, tmp_path):
-    folder, _ = sample_build
+def test_cli_logistic_runs_on_50_and_100_samples(trainer_build, tmp_path):
+    folder, _ = trainer_build
     output = tmp_path / "sweep"
     result = run_trainer(
         [
@@ -667,8 +608,8 @@ def test_cli_logistic_runs_on_50_and_100_samples(sample_build, tmp_path):
         assert metrics["config"] == "raw"
 
 
-def test_cli_rejects_hidden_with_logistic(sample_build, tmp_path):
-    folder, _ = sample_build
+def test_cli_rejects_hidden_with_logistic(trainer_build, tmp_path):
+    folder, _ = trainer_build
     result = run_trainer(
         [
             "--dataset",
@@ -696,8 +637,8 @@ def test_cli_reports_missing_dataset(tmp_path):
     assert "notmnist build" in result.stderr
 
 
-def test_trainer_loads_no_second_blas(sample_build, tmp_path):
-    folder, _ = sample_build
+def test_trainer_loads_no_second_blas(trainer_build, tmp_path):
+    folder, _ = trainer_build
     script = (
         "import sys, train_baseline\n"
         f"status = train_baseline.main(['--dataset', {str(folder)!r}, '--output', "

@@ -23,7 +23,7 @@ from .search import NearPairs, find_near_pairs, find_near_pairs_between
 # 255) carries too little structure for a perceptual hash.
 # NOTE: a white box with a thin gray edge line has a wider range, so it is
 # compared by hash. Ten such images of the real 8,000-image sample have the
-# degenerate phash 8000000000000000: they link to each other at distance 0
+# degenerate phash 8000000000000000. They link to each other at distance 0
 # but never to the all-white images, though they differ from white by a mean
 # of 1.3 to 7.6 per pixel.
 NEAR_UNIFORM_MAX_RANGE = 24
@@ -35,7 +35,7 @@ PIXEL_DECIDED = -1
 
 @dataclass(frozen=True)
 class DedupSettings:
-    """What defines a near duplicate; part of every build's identity."""
+    """The definition of a near duplicate, which is part of every build's identity."""
 
     method: str = "phash"
     hash_size: int = 8
@@ -75,7 +75,7 @@ def near_uniform_mask(pixels: np.ndarray) -> np.ndarray:
 
 @dataclass
 class ImageSet:
-    """What near-duplicate search needs about a set of images."""
+    """The hashes, digests, labels and near-uniform pixels of a set of images."""
 
     hashes: ImageHashes
     digests: np.ndarray  # (N, 2) uint64 pixel digests
@@ -165,7 +165,7 @@ def _combine(hash_pairs: NearPairs, index_a, index_b, uniform_a, uniform_b, ui, 
 
 
 def find_duplicate_pairs(images: ImageSet, max_distance: int) -> DuplicatePairs:
-    """Every near-duplicate pair (i < j) within one set, exact duplicates included."""
+    """Find every near-duplicate pair (i < j) within one set, exact duplicates included."""
     glyphs = np.flatnonzero(~images.near_uniform)
     uniform = np.flatnonzero(images.near_uniform)
     hash_pairs = find_near_pairs(images.hashes.values[glyphs], max_distance)
@@ -176,7 +176,7 @@ def find_duplicate_pairs(images: ImageSet, max_distance: int) -> DuplicatePairs:
 def find_duplicate_pairs_between(
     queries: ImageSet, targets: ImageSet, max_distance: int
 ) -> DuplicatePairs:
-    """Every near-duplicate pair (i in queries, j in targets), exact ones included."""
+    """Find every near-duplicate pair (i in queries, j in targets), exact ones included."""
     queries.hashes.check_comparable(targets.hashes)
     query_glyphs = np.flatnonzero(~queries.near_uniform)
     target_glyphs = np.flatnonzero(~targets.near_uniform)

@@ -45,6 +45,20 @@ def clean_env(cache: Path, **extra: str) -> dict:
     return env
 
 
+def run_script(script: str, args: list[str], cache: Path, cwd: Path):
+    """Run Python code offline in a fresh process; return the JSON of its last line."""
+    result = subprocess.run(
+        [sys.executable, "-c", script, *args],
+        env=clean_env(cache),
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
 def split_sources(folder: Path, config: str) -> dict[str, list[str]]:
     return {
         split: [
@@ -199,16 +213,7 @@ def test_bare_name_loads_offline_elsewhere(sample_build, tmp_path):
         "  'label': raw['train'].features['label'].names,\n"
         "  'mode': raw['test'][0]['image'].mode}))\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", script],
-        env=clean_env(sample_build.cache_dir),
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr
-    loaded = json.loads(result.stdout.strip().splitlines()[-1])
+    loaded = run_script(script, [], sample_build.cache_dir, tmp_path)
     assert loaded["raw"] == SAMPLE_BUILD_SIZES
     assert loaded["default"] == sample_build.split_sizes["sanitized"]
     assert loaded["label"] == list(CLASS_NAMES)
@@ -359,16 +364,7 @@ def test_streaming_iterates_folder_and_bare_name(sample_build, tmp_path):
         "    out[name] = [row['source'] for row in stream['test']]\n"
         "print(json.dumps(out))\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", script, str(sample_build.output)],
-        env=clean_env(sample_build.cache_dir),
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr
-    streamed = json.loads(result.stdout.strip().splitlines()[-1])
+    streamed = run_script(script, [str(sample_build.output)], sample_build.cache_dir, tmp_path)
     expected = split_sources(sample_build.output, "sanitized")["test"]
     assert streamed["folder"] == expected
     assert sorted(streamed["bare"]) == sorted(expected)

@@ -2,9 +2,10 @@
 
 The dataset's ``datasets`` builder. Two configs share one definition:
 
-- ``sanitized`` (default): no image of validation or test duplicates, or
-  near-duplicates, an image of an earlier split; validation and test are
-  refilled to their size from unused images.
+- ``sanitized`` (default): train keeps one image of each pixel-identical
+  group. No validation or test image duplicates or nearly duplicates an image
+  of an earlier split, and validation and test are refilled to their size from
+  unused images.
 - ``raw``: the course's split as drawn: train and validation from
   ``notMNIST_large``, test from ``notMNIST_small``, balanced per letter.
 
@@ -100,8 +101,8 @@ class Notmnist(datasets.GeneratorBasedBuilder):
 
     def __init__(self, *args, prepared: Prepared | None = None, **kwargs) -> None:
         # ``notmnist build`` reads the archives once and hands the result to
-        # both configs; it also passes ``hash`` so that the cache folder
-        # changes whenever the inputs or options do.
+        # both configs. It also passes ``hash``, so the cache folder changes
+        # whenever the inputs or options do.
         self._prepared = prepared
         kwargs.setdefault("dataset_name", "notmnist")
         super().__init__(*args, **kwargs)

@@ -1,7 +1,7 @@
 """One global pass over all images: exact groups and the near-duplicate graph.
 
-Everything later (the overlap report, the sanitized splits) asks this index
-questions about groups, so no split ever needs a search of its own.
+The overlap report and the sanitized splits query this index about groups,
+so no split needs a search of its own.
 """
 
 from __future__ import annotations

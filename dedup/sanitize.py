@@ -52,7 +52,7 @@ class SanitizedSplits:
     rejected_candidates: dict[str, int] = field(default_factory=dict)
 
 
-class _Kept:
+class _KeptGroups:
     """Groups kept so far, in earlier splits and in the split being filled."""
 
     def __init__(self, index: DuplicateIndex, rank: np.ndarray) -> None:
@@ -113,7 +113,7 @@ def sanitize(
     """
     if rank is None:
         rank = np.arange(len(labels))
-    kept = _Kept(index, rank)
+    kept = _KeptGroups(index, rank)
     result = SanitizedSplits(splits={})
 
     train = []

@@ -80,7 +80,7 @@ def remove_abandoned(parent: Path, prefix: str) -> None:
         logger.info("Removed %s, left by an interrupted build", leftover)
 
 
-# What a build writes: the card, the reports and the Parquet shards.
+# The files a build writes: the card, the reports and the Parquet shards.
 BUILD_FILE_PATTERN = re.compile(
     r"README\.md"
     r"|reports/(build_report\.json|overlap\.json|removals\.csv|skipped\.csv"
@@ -129,7 +129,7 @@ def check_replaceable(output: Path) -> None:
             )
         return
     raise OutputFolderError(
-        f"output folder {output} is not empty and holds no earlier notmnist build "
+        f"output folder {output} is not empty and contains no earlier notmnist build "
         f"({MARKER} is missing), so it will not be replaced; choose another --output "
         f"or empty it first"
     )

@@ -123,7 +123,7 @@ def resolve_tarballs(data_dir: Path | None, verify: bool, progress: bool) -> dic
     if data_dir is not None:
         if not Path(data_dir).is_dir():
             raise FileNotFoundError(
-                f"--data-dir {data_dir} is not a folder; give the folder that holds "
+                f"--data-dir {data_dir} is not a folder; give the folder that contains "
                 f"{LARGE.file_name} and {SMALL.file_name}"
             )
         return locate_tarballs(Path(data_dir), (LARGE, SMALL), verify=verify)

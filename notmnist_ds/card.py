@@ -1,7 +1,7 @@
 """Render the dataset card (README.md) from a build report.
 
 Every number in the card comes from ``reports/build_report.json``; nothing is
-typed by hand. The YAML front matter holds plain strings, numbers, lists and
+typed by hand. The YAML front matter contains plain strings, numbers, lists and
 mappings only, so ``yaml.safe_load`` reads it and ``huggingface_hub`` parses
 it as ``DatasetCardData``.
 """

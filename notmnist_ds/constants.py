@@ -72,7 +72,7 @@ SMALL = Tarball(
 
 TARBALLS: dict[str, Tarball] = {LARGE.name: LARGE, SMALL.name: SMALL}
 
-# Which archive each split is drawn from, as the course's notebook does.
+# The archive each split is drawn from, as in the course's notebook.
 SPLIT_SOURCES: dict[str, Tarball] = {
     "train": LARGE,
     "validation": LARGE,

@@ -235,7 +235,7 @@ def send_commit(
 
 
 def check_only_build_files(folder: Path, files: tuple[LocalFile, ...]) -> None:
-    """Raise PublishError when the folder holds files a build does not write,
+    """Raise PublishError when the folder contains files a build does not write,
     so notes, weights or secrets left in it are not published by accident."""
     from .atomic import BUILD_FILE_PATTERN, list_some
 

@@ -1,4 +1,4 @@
-"""What a build skipped or ignored, and why.
+"""Records of the members a build skipped or ignored, with the reasons.
 
 Two kinds of member do not become rows. A *skipped* member sits where an image
 belongs (a regular file in a letter folder) but is not a usable image. An
@@ -17,7 +17,7 @@ from .constants import CLASS_NAMES
 
 
 class SkipReason(str, enum.Enum):
-    """Why a member in a letter folder is not a row."""
+    """The reason a member in a letter folder is not a row."""
 
     EMPTY = "empty"  # zero bytes
     NOT_PNG = "not_png"  # does not start with the PNG signature
@@ -27,7 +27,7 @@ class SkipReason(str, enum.Enum):
 
 
 class IgnoreReason(str, enum.Enum):
-    """Why a member is not even looked at as an image."""
+    """The reason a member is not even looked at as an image."""
 
     OS_JUNK = "os_junk"  # .DS_Store, Thumbs.db, ._* AppleDouble files, __MACOSX/
     DIRECTORY = "directory"
@@ -96,7 +96,7 @@ class ReadReport:
         return dict(sorted(Counter(o.reason for o in self.omissions).items()))
 
     def summary(self) -> str:
-        """One line of counts, for the end of the read phase."""
+        """Return one line of counts, for the end of the read phase."""
         reasons = ", ".join(f"{n} {r}" for r, n in self.reason_counts().items())
         return (
             f"{self.archive}: {self.rows} images read, "

@@ -1,6 +1,6 @@
 """The files a build writes beside its splits: reports, pictures and the card.
 
-``reports/build_report.json`` holds every number the dataset card shows, so
+``reports/build_report.json`` contains every number the dataset card shows, so
 ``notmnist card`` can render the card again from it alone.
 """
 

@@ -18,7 +18,7 @@ import pytest
 from PIL import Image
 
 import train_baseline as tb
-from notmnist_ds.constants import CLASS_NAMES, SPLIT_NAMES
+from notmnist_ds.constants import CLASS_NAMES
 from notmnist_ds.sample_tarballs import encode_png
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

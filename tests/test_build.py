@@ -13,7 +13,6 @@ from pathlib import Path
 import datasets
 import numpy as np
 import pyarrow.parquet as pq
-import pytest
 import yaml
 from huggingface_hub import DatasetCard, DatasetCardData
 from PIL import Image
@@ -223,7 +222,7 @@ def test_bare_name_loads_offline_elsewhere(sample_build, tmp_path):
 # Fresh builds
 
 
-def test_build_same_seed_same_rows_new_seed_other_rows(sample_build, sample_tarballs, tmp_path):
+def test_build_seed_decides_rows(sample_build, sample_tarballs, tmp_path):
     cache = tmp_path / "hf-cache"
     base = ["build", "--data-dir", str(sample_tarballs), "--no-verify", *SPLIT_ARGS,
             "--max-shard-size", "1MiB"]
@@ -277,7 +276,7 @@ def test_build_refuses_unrelated_output_folder(sample_tarballs, tmp_path, capsys
         "--output", str(target), *SPLIT_ARGS, "--cache-dir", str(tmp_path / "cache"),
     ])
     assert code == 2
-    assert "holds no earlier notmnist build" in capsys.readouterr().err
+    assert "contains no earlier notmnist build" in capsys.readouterr().err
     assert (target / "thesis.tex").read_text() == "keep me"
 
 
@@ -287,7 +286,8 @@ def test_build_refuses_unrelated_output_folder(sample_tarballs, tmp_path, capsys
 def test_stats_prints_balance_and_skips(sample_build, capsys):
     assert main(["stats", str(sample_build.output)]) == 0
     output = capsys.readouterr().out
-    assert "raw" in output and "sanitized" in output
+    assert "raw" in output
+    assert "sanitized" in output
     totals = [line.split() for line in output.splitlines() if line.strip().startswith("total")]
     assert ["total", "5,000", "1,000", "1,000"] in totals
     assert "RGFtYWdlZCBGb250IEQwLnR0Zg==.png" in output

@@ -64,6 +64,8 @@ class NotmnistConfig(datasets.BuilderConfig):
     dedup_method: str = "phash"
     hash_size: int = 8
     max_distance: int = 4
+    compare_median_filtered: bool = True
+    compare_shifted: bool = True
     verify: bool = True
     workers: int = 2
 
@@ -73,7 +75,13 @@ class NotmnistConfig(datasets.BuilderConfig):
             validation_size=self.validation_size,
             test_size=self.test_size,
             seed=self.seed,
-            dedup=DedupSettings(self.dedup_method, self.hash_size, self.max_distance),
+            dedup=DedupSettings(
+                self.dedup_method,
+                self.hash_size,
+                self.max_distance,
+                self.compare_median_filtered,
+                self.compare_shifted,
+            ),
         )
 
 

@@ -224,10 +224,6 @@ def compute_hashes(
     if blas_threads is not None:
         check_positive_int("blas_threads", blas_threads)
 
-    limit = contextlib.nullcontext()
-    if blas_threads is not None and threadpool_limits is not None:
-        limit = threadpool_limits(limits=blas_threads, user_api="blas")
-
     _, in_height, in_width = pixels.shape
     height, width = spec.resize_shape
     batch_pixels = max(in_height, height) * max(in_width, width)
@@ -235,11 +231,21 @@ def compute_hashes(
 
     values = np.empty(len(pixels), dtype=np.uint64)
     starts = range(0, len(pixels), batch_size)
-    with limit:
+    with blas_thread_limit(blas_threads):
         for start in tqdm(starts, desc=spec.method, unit="batch", disable=not progress):
             batch = pixels[start : start + batch_size]
             values[start : start + len(batch)] = pack_bits(hash_bits(batch, spec))
     return ImageHashes(spec, values)
+
+
+def blas_thread_limit(threads: int | None) -> contextlib.AbstractContextManager:
+    """Return a context that caps BLAS at ``threads`` threads (None: no cap).
+
+    Without threadpoolctl the context does nothing.
+    """
+    if threads is None or threadpool_limits is None:
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=threads, user_api="blas")
 
 
 def check_positive_int(name: str, value: object) -> None:

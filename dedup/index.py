@@ -32,6 +32,7 @@ class DuplicateIndex:
     neighbour_start: np.ndarray  # (G + 1,) int64 CSR offsets into neighbours
     neighbours: np.ndarray  # int64 group ids
     neighbour_distance: np.ndarray  # int16 Hamming distance, -1 where pixels decided
+    neighbour_comparison: np.ndarray  # int8 index into dedup.near.COMPARISONS
 
     @property
     def num_groups(self) -> int:
@@ -42,8 +43,14 @@ class DuplicateIndex:
         return len(self.neighbours) // 2
 
     def neighbours_of(self, group_id: int) -> tuple[np.ndarray, np.ndarray]:
+        """Return the groups linked to ``group_id`` and the distance of each link."""
         start, stop = self.neighbour_start[group_id], self.neighbour_start[group_id + 1]
         return self.neighbours[start:stop], self.neighbour_distance[start:stop]
+
+    def comparisons_of(self, group_id: int) -> np.ndarray:
+        """Return how each link of ``neighbours_of(group_id)`` was found."""
+        start, stop = self.neighbour_start[group_id], self.neighbour_start[group_id + 1]
+        return self.neighbour_comparison[start:stop]
 
     def has_neighbour_in(self, member_groups: np.ndarray) -> np.ndarray:
         """Return, per group, whether it links to any group flagged in ``member_groups``."""
@@ -64,23 +71,23 @@ def build_index(images: ImageSet, settings: DedupSettings) -> DuplicateIndex:
     # The first image of each group stands for it (ids follow first occurrence).
     first = np.unique(group, return_index=True)[1]
     representatives[:] = first
-    pairs = find_duplicate_pairs(images.subset(representatives), settings.max_distance)
+    pairs = find_duplicate_pairs(images.subset(representatives), settings)
 
     a = np.concatenate([pairs.first, pairs.second])
     b = np.concatenate([pairs.second, pairs.first])
     distance = np.concatenate([pairs.distance, pairs.distance])
+    comparison = np.concatenate([pairs.comparison, pairs.comparison])
     order = np.lexsort((b, a))
-    a, b, distance = a[order], b[order], distance[order]
+    a, b, distance, comparison = a[order], b[order], distance[order], comparison[order]
     start = np.zeros(num_groups + 1, dtype=np.int64)
     np.cumsum(np.bincount(a, minlength=num_groups), out=start[1:])
     logger.info(
-        "Duplicate index: %d images in %d distinct images, %d near-duplicate links at "
-        "%s distance <= %d, %d label-conflicting groups",
+        "Duplicate index: %d images in %d distinct images, %d near-duplicate links "
+        "(%s), %d label-conflicting groups",
         len(group),
         num_groups,
         len(pairs),
-        settings.method,
-        settings.max_distance,
+        settings.describe(),
         int(conflicting.sum()),
     )
-    return DuplicateIndex(settings, group, conflicting, start, b, distance)
+    return DuplicateIndex(settings, group, conflicting, start, b, distance, comparison)

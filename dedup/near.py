@@ -1,13 +1,18 @@
 """Near duplicates: images within a perceptual-hash Hamming distance.
 
 Two glyph images are near duplicates when the Hamming distance between their
-hashes is at most ``max_distance``. Near-uniform images (a blank box, a letter
-that fills the box) are the exception, because their hashes are degenerate.
-The phash of any uniform image is ``8000000000000000``, except pure black,
-whose phash is 0, one bit away. So near-uniform images are never compared by
-hash. They are compared by pixels instead, with each other only:
-two near-uniform images are near duplicates when their mean absolute pixel
-difference is at most ``NEAR_UNIFORM_MAX_MEAN_DIFFERENCE``.
+hashes is at most ``max_distance``, or, with the default settings, when the
+same holds for one of two variants (see dedup.variants): their 3x3
+median-filtered images, which tolerates a few inverted pixels, or a one-pixel
+shift of one against the other, compared on their trimmed images.
+
+Near-uniform images (a blank box, a letter that fills the box) are the
+exception, because their hashes are degenerate. The phash of any uniform
+image is ``8000000000000000``, except pure black, whose phash is 0, one bit
+away. So near-uniform images are never compared by hash. They are compared
+by pixels instead, with each other only: two near-uniform images are near
+duplicates when their mean absolute pixel difference is at most
+``NEAR_UNIFORM_MAX_MEAN_DIFFERENCE``.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import numpy as np
 
 from .hashing import HashSpec, ImageHashes
 from .search import NearPairs, find_near_pairs, find_near_pairs_between
+from .variants import VariantHashes, compute_variant_hashes
 
 # An image whose darkest and lightest pixels differ by at most this much (of
 # 255) carries too little structure for a perceptual hash.
@@ -32,14 +38,27 @@ NEAR_UNIFORM_MAX_MEAN_DIFFERENCE = 8.0
 # Distance recorded for a pair decided by pixels rather than by hash.
 PIXEL_DECIDED = -1
 
+# The comparisons that can link a pair, in order of preference when several
+# link it: the hashes themselves, the median-filtered variants, a one-pixel
+# shift, or the pixels of two near-uniform images.
+COMPARISONS: tuple[str, ...] = ("hash", "median_filtered", "shifted", "pixels")
+BY_HASH, BY_MEDIAN_FILTERED, BY_SHIFT, BY_PIXELS = range(len(COMPARISONS))
+
 
 @dataclass(frozen=True)
 class DedupSettings:
-    """The definition of a near duplicate, which is part of every build's identity."""
+    """The definition of a near duplicate, which is part of every build's identity.
+
+    ``compare_median_filtered`` and ``compare_shifted`` add the variant
+    comparisons of dedup.variants, at the same ``max_distance``. The variants
+    are always phash-like, whatever ``method`` the images are compared with.
+    """
 
     method: str = "phash"
     hash_size: int = 8
     max_distance: int = 4
+    compare_median_filtered: bool = True
+    compare_shifted: bool = True
 
     def __post_init__(self) -> None:
         HashSpec(self.method, self.hash_size)  # validates both
@@ -54,11 +73,29 @@ class DedupSettings:
     def hash_spec(self) -> HashSpec:
         return HashSpec(self.method, self.hash_size)
 
+    @property
+    def uses_variants(self) -> bool:
+        return self.compare_median_filtered or self.compare_shifted
+
+    def describe(self) -> str:
+        """Return the rule as one phrase, for reports and the dataset card."""
+        variants = []
+        if self.compare_median_filtered:
+            variants.append("after a 3x3 median filter")
+        if self.compare_shifted:
+            variants.append("after a one-pixel shift")
+        rule = f"{self.method} Hamming distance <= {self.max_distance}"
+        if variants:
+            rule += f", as is or {' or '.join(variants)}"
+        return rule
+
     def to_dict(self) -> dict:
         return {
             "method": self.method,
             "hash_size": self.hash_size,
             "max_distance": self.max_distance,
+            "compare_median_filtered": self.compare_median_filtered,
+            "compare_shifted": self.compare_shifted,
             "near_uniform_max_range": NEAR_UNIFORM_MAX_RANGE,
             "near_uniform_max_mean_difference": NEAR_UNIFORM_MAX_MEAN_DIFFERENCE,
         }
@@ -83,14 +120,17 @@ class ImageSet:
     near_uniform: np.ndarray  # (N,) bool
     # Pixels of the near-uniform images only, in index order, flattened.
     uniform_pixels: np.ndarray = field(repr=False, default=None)
+    # Hashes of the median-filtered, trimmed and shifted variants.
+    variants: VariantHashes = field(repr=False, default=None)
 
     @classmethod
     def from_pixels(
         cls, pixels: np.ndarray, hashes: ImageHashes, digests: np.ndarray, labels: np.ndarray
     ) -> "ImageSet":
         mask = near_uniform_mask(pixels)
-        uniform = pixels[mask].reshape(int(mask.sum()), -1)
-        return cls(hashes, digests, np.asarray(labels, np.int64), mask, uniform)
+        uniform = pixels[mask].reshape(int(mask.sum()), pixels[0].size if len(pixels) else 0)
+        variants = compute_variant_hashes(pixels, hashes.spec.hash_size)
+        return cls(hashes, digests, np.asarray(labels, np.int64), mask, uniform, variants)
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -105,6 +145,7 @@ class ImageSet:
             labels=self.labels[indices],
             near_uniform=self.near_uniform[indices],
             uniform_pixels=self.uniform_pixels[position[chosen_uniform]],
+            variants=self.variants[indices],
         )
 
     @staticmethod
@@ -118,16 +159,22 @@ class ImageSet:
             labels=np.concatenate([s.labels for s in sets]),
             near_uniform=np.concatenate([s.near_uniform for s in sets]),
             uniform_pixels=np.concatenate([s.uniform_pixels for s in sets]),
+            variants=VariantHashes.concatenate([s.variants for s in sets]),
         )
 
 
 @dataclass(frozen=True)
 class DuplicatePairs:
-    """Pairs of near-duplicate images; ``distance`` is -1 where pixels decided."""
+    """Pairs (first < second) of near-duplicate images and how each was found.
+
+    ``distance`` is the Hamming distance in the comparison ``comparison``
+    names (an index into COMPARISONS), and PIXEL_DECIDED where pixels decided.
+    """
 
     first: np.ndarray  # int64 indices
     second: np.ndarray  # int64 indices
-    distance: np.ndarray  # int16 Hamming distance, or PIXEL_DECIDED
+    distance: np.ndarray  # int16
+    comparison: np.ndarray  # int8 index into COMPARISONS
 
     def __len__(self) -> int:
         return len(self.first)
@@ -154,42 +201,51 @@ def _uniform_pairs(a: np.ndarray, b: np.ndarray, same_set: bool) -> tuple[np.nda
     return np.concatenate(firsts).astype(np.int64), np.concatenate(seconds).astype(np.int64)
 
 
-def _combine(hash_pairs: NearPairs, index_a, index_b, uniform_a, uniform_b, ui, uj) -> DuplicatePairs:
-    first = np.concatenate([index_a[hash_pairs.first], uniform_a[ui]])
-    second = np.concatenate([index_b[hash_pairs.second], uniform_b[uj]])
-    distance = np.concatenate(
-        [hash_pairs.distance.astype(np.int16), np.full(len(ui), PIXEL_DECIDED, np.int16)]
-    )
-    order = np.lexsort((second, first))
-    return DuplicatePairs(first[order], second[order], distance[order])
+def _shifted_pairs(variants: VariantHashes, images: np.ndarray, max_distance: int) -> NearPairs:
+    """Pairs (i, j) of ``images`` where a shifted variant of i is near the trimmed j.
+
+    Returned with i and j as positions in ``images``; i != j, either order.
+    """
+    queries = variants.shifted[images].T.ravel()  # all images for shift 0, then 1, ...
+    found = find_near_pairs_between(queries, variants.trimmed[images], max_distance)
+    first = found.first % len(images)
+    keep = first != found.second
+    return NearPairs(first[keep], found.second[keep], found.distance[keep])
 
 
-def find_duplicate_pairs(images: ImageSet, max_distance: int) -> DuplicatePairs:
+def find_duplicate_pairs(images: ImageSet, settings: DedupSettings) -> DuplicatePairs:
     """Find every near-duplicate pair (i < j) within one set, exact duplicates included."""
     glyphs = np.flatnonzero(~images.near_uniform)
     uniform = np.flatnonzero(images.near_uniform)
-    hash_pairs = find_near_pairs(images.hashes.values[glyphs], max_distance)
+    k = settings.max_distance
+    firsts, seconds, distances, comparisons = [], [], [], []
+
+    def add(a: np.ndarray, b: np.ndarray, distance: np.ndarray, comparison: int) -> None:
+        firsts.append(np.minimum(a, b))
+        seconds.append(np.maximum(a, b))
+        distances.append(distance.astype(np.int16))
+        comparisons.append(np.full(len(a), comparison, np.int8))
+
+    pairs = find_near_pairs(images.hashes.values[glyphs], k)
+    add(glyphs[pairs.first], glyphs[pairs.second], pairs.distance, BY_HASH)
+    variants = images.variants
+    if settings.compare_median_filtered:
+        usable = glyphs[variants.filtered_usable[glyphs]]
+        pairs = find_near_pairs(variants.filtered[usable], k)
+        add(usable[pairs.first], usable[pairs.second], pairs.distance, BY_MEDIAN_FILTERED)
+    if settings.compare_shifted:
+        usable = glyphs[variants.trimmed_usable[glyphs]]
+        pairs = _shifted_pairs(variants, usable, k)
+        add(usable[pairs.first], usable[pairs.second], pairs.distance, BY_SHIFT)
     ui, uj = _uniform_pairs(images.uniform_pixels, images.uniform_pixels, same_set=True)
-    return _combine(hash_pairs, glyphs, glyphs, uniform, uniform, ui, uj)
+    add(uniform[ui], uniform[uj], np.full(len(ui), PIXEL_DECIDED), BY_PIXELS)
 
-
-def find_duplicate_pairs_between(
-    queries: ImageSet, targets: ImageSet, max_distance: int
-) -> DuplicatePairs:
-    """Find every near-duplicate pair (i in queries, j in targets), exact ones included."""
-    queries.hashes.check_comparable(targets.hashes)
-    query_glyphs = np.flatnonzero(~queries.near_uniform)
-    target_glyphs = np.flatnonzero(~targets.near_uniform)
-    hash_pairs = find_near_pairs_between(
-        queries.hashes.values[query_glyphs], targets.hashes.values[target_glyphs], max_distance
-    )
-    ui, uj = _uniform_pairs(queries.uniform_pixels, targets.uniform_pixels, same_set=False)
-    return _combine(
-        hash_pairs,
-        query_glyphs,
-        target_glyphs,
-        np.flatnonzero(queries.near_uniform),
-        np.flatnonzero(targets.near_uniform),
-        ui,
-        uj,
-    )
+    first, second = np.concatenate(firsts), np.concatenate(seconds)
+    distance, comparison = np.concatenate(distances), np.concatenate(comparisons)
+    # One record a pair: the preferred comparison, then the smallest distance.
+    order = np.lexsort((distance, comparison, second, first))
+    first, second = first[order], second[order]
+    distance, comparison = distance[order], comparison[order]
+    new = np.ones(len(first), dtype=bool)
+    new[1:] = (first[1:] != first[:-1]) | (second[1:] != second[:-1])
+    return DuplicatePairs(first[new], second[new], distance[new], comparison[new])

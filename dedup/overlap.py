@@ -50,6 +50,7 @@ class OverlapReport:
 
     max_distance: int
     method: str
+    rule: str  # the near-duplicate rule in words, from DedupSettings.describe
     rows: tuple[OverlapRow, ...]
     conflicting_groups: int  # exact-duplicate groups with more than one label
     conflicting_rows: int
@@ -59,6 +60,34 @@ class OverlapReport:
         data = asdict(self)
         data["rows"] = [dict(asdict(row), label=row.label) for row in self.rows]
         return data
+
+    @classmethod
+    def from_dict(cls, data: dict) -> OverlapReport:
+        """Rebuild a report from ``to_dict`` output, as stored in overlap.json."""
+        rows = tuple(
+            OverlapRow(
+                row["first"],
+                row["second"],
+                row["exact_rows"],
+                row["exact_images"],
+                row["near_rows"],
+                row["near_images"],
+            )
+            for row in data["rows"]
+        )
+        # Reports written before the variant comparisons have no "rule".
+        rule = data.get(
+            "rule", f"{data['method']} Hamming distance <= {data['max_distance']}"
+        )
+        return cls(
+            data["max_distance"],
+            data["method"],
+            rule,
+            rows,
+            data["conflicting_groups"],
+            data["conflicting_rows"],
+            data["cross_label_links"],
+        )
 
     def total_cross_split(self) -> tuple[int, int]:
         """Return (exact_rows, near_rows) summed over the pairs of different splits."""
@@ -74,7 +103,7 @@ class OverlapReport:
                 f"{row.near_rows:>11,}{row.near_images:>13,}"
             )
         lines.append(
-            f"near = {self.method} Hamming distance <= {self.max_distance}; "
+            f"near = {self.rule}; "
             f"label-conflicting exact groups: {self.conflicting_groups:,} "
             f"({self.conflicting_rows:,} rows); cross-label near links: {self.cross_label_links:,}"
         )
@@ -138,6 +167,7 @@ def overlap_report(
     return OverlapReport(
         max_distance=index.settings.max_distance,
         method=index.settings.method,
+        rule=index.settings.describe(),
         rows=tuple(table),
         conflicting_groups=int(conflicting.sum()),
         conflicting_rows=conflicting_rows,

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .index import DuplicateIndex
+from .near import COMPARISONS
 
 REASON_LABEL_CONFLICT = "label_conflict"
 REASON_EXACT_WITHIN = "exact_duplicate_within_split"
@@ -39,6 +40,7 @@ class Removal:
     reason: str
     matched: int  # image index of the row it duplicates, -1 for label conflicts
     distance: int  # Hamming distance; 0 for exact, -1 where pixels decided or none
+    comparison: str = ""  # for near duplicates, the entry of COMPARISONS that matched
 
 
 @dataclass
@@ -66,33 +68,36 @@ class _KeptGroups:
         self.owner_split.setdefault(group, split)
         self.member.setdefault(group, image)
 
-    def check(self, image: int, split: str) -> tuple[str, int, int] | None:
-        """Return (reason, matched image, distance) when ``image`` may not join ``split``."""
+    def check(self, image: int, split: str) -> tuple[str, int, int, str] | None:
+        """Return (reason, matched image, distance, comparison) when ``image`` may not join ``split``."""
         group = int(self.index.group[image])
         if self.index.conflicting[group]:
-            return REASON_LABEL_CONFLICT, -1, -1
+            return REASON_LABEL_CONFLICT, -1, -1, ""
         owner = self.owner_split.get(group)
         if owner is not None:
             reason = REASON_EXACT_WITHIN if owner == split else reason_for("exact", owner)
-            return reason, self.member[group], 0
+            return reason, self.member[group], 0, ""
         # Of several kept near duplicates, report the closest, then the one
         # whose stable id sorts first, so the record does not depend on the
         # order the archive stores its members in.
         best = None
         neighbours, distances = self.index.neighbours_of(group)
-        for neighbour, distance in zip(neighbours.tolist(), distances.tolist()):
+        comparisons = self.index.comparisons_of(group)
+        for neighbour, distance, comparison in zip(
+            neighbours.tolist(), distances.tolist(), comparisons.tolist()
+        ):
             owner = self.owner_split.get(neighbour)
             if owner is None:
                 continue
             member = self.member[neighbour]
-            candidate = (distance, int(self.rank[member]), owner, member)
+            candidate = (distance, int(self.rank[member]), owner, member, comparison)
             if best is None or candidate < best:
                 best = candidate
         if best is None:
             return None
-        distance, _, owner, member = best
+        distance, _, owner, member, comparison = best
         reason = REASON_NEAR_WITHIN if owner == split else reason_for("near", owner)
-        return reason, member, distance
+        return reason, member, distance, COMPARISONS[comparison]
 
 
 def sanitize(
@@ -123,14 +128,16 @@ def sanitize(
             kept.add(image, "train")
             train.append(image)
         else:
-            reason, matched, distance = problem
+            reason, matched, distance, comparison = problem
             # Near duplicates inside train are allowed; only exact ones and
             # label conflicts are removed from it.
             if reason == REASON_NEAR_WITHIN:
                 kept.add(image, "train")
                 train.append(image)
             else:
-                result.removals.append(Removal(image, "train", reason, matched, distance))
+                result.removals.append(
+                    Removal(image, "train", reason, matched, distance, comparison)
+                )
     result.splits["train"] = np.asarray(train, dtype=np.int64)
 
     for split in ("validation", "test"):
@@ -144,8 +151,10 @@ def sanitize(
                 chosen.append(image)
                 filled[labels[image]] += 1
             else:
-                reason, matched, distance = problem
-                result.removals.append(Removal(image, split, reason, matched, distance))
+                reason, matched, distance, comparison = problem
+                result.removals.append(
+                    Removal(image, split, reason, matched, distance, comparison)
+                )
 
         refilled = 0
         rejected = 0

@@ -101,6 +101,26 @@ def _size(value) -> str:
     return "all" if value is None else f"{value:,}"
 
 
+def _variant_clause(settings: dict) -> str:
+    """Describe the variant comparisons of the dedup settings, or return ''."""
+    variants = []
+    if settings.get("compare_median_filtered"):
+        variants.append("of their 3x3 median-filtered images (a few inverted pixels)")
+    if settings.get("compare_shifted"):
+        variants.append(
+            "of one image shifted by one pixel against the other, outer ring trimmed"
+        )
+    if not variants:
+        return ""
+    return ", or at that distance between the phash " + " or ".join(variants)
+
+
+def _near_rule(overlap: dict) -> str:
+    # Reports written before the variant comparisons have no "rule".
+    default = f"{overlap['method']} Hamming distance <= {overlap['max_distance']}"
+    return overlap.get("rule", default)
+
+
 def overlap_table(overlap: dict) -> str:
     rows = [
         [row["label"], _number(row["exact_rows"]), _number(row["exact_images"]),
@@ -109,8 +129,7 @@ def overlap_table(overlap: dict) -> str:
     ]
     table = _table(["splits", "exact rows", "exact images", "near rows", "near images"], rows)
     return (
-        f"{table}\n\nNear duplicate: {overlap['method']} Hamming distance at most "
-        f"{overlap['max_distance']}. Label-conflicting exact groups: "
+        f"{table}\n\nNear duplicate: {_near_rule(overlap)}. Label-conflicting exact groups: "
         f"{overlap['conflicting_groups']:,} ({overlap['conflicting_rows']:,} rows); "
         f"near-duplicate links between different letters: {overlap['cross_label_links']:,}."
     )
@@ -213,7 +232,8 @@ def render_card(report: dict) -> str:
         f"validation {_size(options['validation_size'])}, test {_size(options['test_size'])}\n"
         f"- Duplicates: pixel-identical images by a 128-bit digest of the decoded pixels; near "
         f"duplicates by {dedup['settings']['method']} ({dedup['settings']['hash_size'] ** 2} bits) "
-        f"at Hamming distance at most {dedup['settings']['max_distance']}; near-uniform images "
+        f"at Hamming distance at most {dedup['settings']['max_distance']}"
+        f"{_variant_clause(dedup['settings'])}; near-uniform images "
         f"(pixel range at most {dedup['settings']['near_uniform_max_range']}) are compared by mean "
         f"absolute pixel difference (at most {dedup['settings']['near_uniform_max_mean_difference']}) "
         f"instead of by hash\n"

@@ -40,6 +40,11 @@ def add_build_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-distance", type=int, default=defaults.max_distance,
                         help="largest Hamming distance that counts as a near duplicate "
                         f"(default {defaults.max_distance})")
+    parser.add_argument("--no-median-filter", action="store_true",
+                        help="do not also compare the 3x3 median-filtered images, which "
+                        "finds copies with a few inverted pixels")
+    parser.add_argument("--no-shift", action="store_true",
+                        help="do not also compare one-pixel shifts of the images")
     parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1),
                         help="processes decoding images (default: 2, or 1 on one core)")
     parser.add_argument("--max-shard-size", default="64MiB",
@@ -61,7 +66,13 @@ def run_build(args: argparse.Namespace) -> int:
         validation_size=parse_size(args.valid_size),
         test_size=parse_size(args.test_size),
         seed=args.seed,
-        dedup=DedupSettings(args.dedup_method, args.hash_size, args.max_distance),
+        dedup=DedupSettings(
+            args.dedup_method,
+            args.hash_size,
+            args.max_distance,
+            compare_median_filtered=not args.no_median_filter,
+            compare_shifted=not args.no_shift,
+        ),
     )
     if args.workers < 1:
         raise ValueError(f"invalid --workers {args.workers}: use 1 or more")
@@ -94,7 +105,7 @@ def run_stats(args: argparse.Namespace) -> int:
 def run_overlap(args: argparse.Namespace) -> int:
     from .reports import load_report
 
-    from dedup.overlap import OverlapReport, OverlapRow
+    from dedup.overlap import OverlapReport
 
     report = load_report(args.folder)
     configs = [args.config] if args.config else ["raw", "sanitized"]
@@ -103,14 +114,7 @@ def run_overlap(args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps({config: data}, indent=2))
             continue
-        rows = tuple(
-            OverlapRow(r["first"], r["second"], r["exact_rows"], r["exact_images"], r["near_rows"], r["near_images"])
-            for r in data["rows"]
-        )
-        overlap = OverlapReport(
-            data["max_distance"], data["method"], rows,
-            data["conflicting_groups"], data["conflicting_rows"], data["cross_label_links"],
-        )
+        overlap = OverlapReport.from_dict(data)
         print(f"{config}:")
         print(overlap.format_table())
         print()

@@ -24,6 +24,7 @@ from dedup.sanitize import SanitizedSplits, sanitize
 
 from . import __version__
 from .constants import CLASS_NAMES, DEFAULT_SIZES, LARGE, NUM_CLASSES, SMALL, SPLIT_NAMES
+from .memory import release_free_memory
 from .reader import ArchiveImages, read_archive, start_decoders
 from .splits import SplitSizeError, per_letter, seeded_order, select_splits, split_keys
 
@@ -168,6 +169,7 @@ def prepare(
                 progress=progress,
                 shared_executor=executor,
             )
+            release_free_memory()
             timer.record(f"read {tarball.name}", started)
     finally:
         if executor is not None:
@@ -209,15 +211,20 @@ def prepare(
     started = time.perf_counter()
     images = ImageSet.concatenate(
         [
-            ImageSet(a.hashes, a.digests, a.labels, a.near_uniform, a.uniform_pixels)
+            ImageSet(
+                a.hashes, a.digests, a.labels, a.near_uniform, a.uniform_pixels, a.variants
+            )
             for a in (large, small)
         ]
     )
     index = build_index(images, options.dedup)
+    labels = images.labels
+    # Free the concatenated copy of the archives' hashes and digests.
+    del images
+    release_free_memory()
     timer.record("deduplicate", started)
 
     started = time.perf_counter()
-    labels = images.labels
     sources = np.asarray(large.sources + small.sources, dtype=object)
     rank = np.empty(len(sources), dtype=np.int64)
     rank[np.argsort(sources, kind="stable")] = np.arange(len(sources))
@@ -226,6 +233,7 @@ def prepare(
         "raw": overlap_report(index, raw, labels),
         "sanitized": overlap_report(index, sanitized.splits, labels),
     }
+    release_free_memory()
     timer.record("sanitize", started)
     for split, missing in sanitized.shortfall.items():
         if missing:

@@ -25,7 +25,8 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from dedup.exact import pixel_digests
-from dedup.hashing import HashSpec, ImageHashes, compute_hashes
+from dedup.hashing import HashSpec, ImageHashes, blas_thread_limit, compute_hashes
+from dedup.variants import VariantHashes, compute_variant_hashes
 from dedup.near import near_uniform_mask
 
 from .archive import Member, iter_members
@@ -49,6 +50,7 @@ class ArchiveImages:
     labels: np.ndarray  # (N,) int64 class ids
     png: list[bytes]  # canonical PNG bytes of each image
     hashes: ImageHashes  # perceptual hashes of the pixels
+    variants: VariantHashes  # hashes of the median-filtered, trimmed and shifted pixels
     digests: np.ndarray  # (N, 2) uint64: 128-bit blake2b of the pixels, the identity of exact duplicates
     near_uniform: np.ndarray  # (N,) bool, see dedup.near.near_uniform_mask
     uniform_pixels: np.ndarray  # (M, 784) uint8 pixels of the near-uniform images
@@ -69,6 +71,7 @@ class DecodedChunk:
 
     png: list[bytes]
     hashes: np.ndarray
+    variants: VariantHashes
     digests: np.ndarray
     near_uniform: np.ndarray
     uniform_pixels: np.ndarray  # (n_near_uniform, 784) uint8
@@ -116,6 +119,7 @@ def decode_chunk(payload: tuple[list[bytes], HashSpec]) -> DecodedChunk:
         return DecodedChunk(
             png,
             np.empty(0, np.uint64),
+            VariantHashes.empty(spec.hash_size),
             np.empty((0, 2), np.uint64),
             np.zeros(0, bool),
             np.empty((0, IMAGE_PIXELS), np.uint8),
@@ -124,11 +128,15 @@ def decode_chunk(payload: tuple[list[bytes], HashSpec]) -> DecodedChunk:
             converted,
         )
     digests = pixel_digests(pixels)
-    hashes = compute_hashes(pixels, spec).values if len(pixels) else np.empty(0, np.uint64)
+    # One BLAS thread: the products are small, and on shared cores extra
+    # threads wait on each other (see compute_hashes).
+    with blas_thread_limit(1):
+        hashes = compute_hashes(pixels, spec, blas_threads=None).values
+        variants = compute_variant_hashes(pixels, spec.hash_size, blas_threads=None)
     near_uniform = near_uniform_mask(pixels)
     uniform_pixels = pixels[near_uniform].reshape(-1, IMAGE_PIXELS)
     return DecodedChunk(
-        png, hashes, digests, near_uniform, uniform_pixels, ok, rejections, converted
+        png, hashes, variants, digests, near_uniform, uniform_pixels, ok, rejections, converted
     )
 
 
@@ -216,6 +224,7 @@ def read_archive(
     near_uniform: list[np.ndarray] = []
     uniform_pixels: list[np.ndarray] = []
     hashes: list[np.ndarray] = []
+    variants: list[VariantHashes] = [VariantHashes.empty(hash_spec.hash_size)]
     digests: list[np.ndarray] = []
     sources: list[str] = []
     fonts: list[str] = []
@@ -264,6 +273,7 @@ def read_archive(
             near_uniform.append(result.near_uniform)
             uniform_pixels.append(result.uniform_pixels)
             hashes.append(result.hashes)
+            variants.append(result.variants)
             digests.append(result.digests)
             report.converted_images += result.converted
 
@@ -302,6 +312,7 @@ def read_archive(
         hashes=ImageHashes(
             hash_spec, np.concatenate(hashes) if hashes else np.empty(0, np.uint64)
         ),
+        variants=VariantHashes.concatenate(variants),
         digests=np.concatenate(digests) if digests else np.empty((0, 2), np.uint64),
         near_uniform=np.concatenate(near_uniform) if near_uniform else np.zeros(0, bool),
         uniform_pixels=uniform,

@@ -155,11 +155,20 @@ def write_reports(
 
     with open(folder / REMOVALS, "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["source", "split", "reason", "matched_source", "distance"])
+        writer.writerow(["source", "split", "reason", "matched_source", "distance", "comparison"])
         for removal in prepared.sanitized.removals:
             matched = prepared.source(removal.matched) if removal.matched >= 0 else ""
             distance = "" if removal.distance == PIXEL_DECIDED else removal.distance
-            writer.writerow([prepared.source(removal.image), removal.split, removal.reason, matched, distance])
+            writer.writerow(
+                [
+                    prepared.source(removal.image),
+                    removal.split,
+                    removal.reason,
+                    matched,
+                    distance,
+                    removal.comparison,
+                ]
+            )
 
     (folder / OVERLAP_REPORT).write_text(
         json.dumps(report["overlap"], indent=2, sort_keys=True) + "\n", encoding="utf-8"

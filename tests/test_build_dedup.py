@@ -3,9 +3,12 @@
 Two builds share one ``datasets`` cache: the default ``--max-distance 4`` and
 ``--max-distance 6``. The reference here is computed from the published
 output alone: PNGs decoded from the Parquet files, imagehash's phash of every
-distinct image, and every pair compared with plain Python loops. Two glyphs
-are near duplicates when their phash values differ in at most k bits. Two
-near-uniform images are near duplicates when their mean absolute pixel
+distinct image, and every pair compared one by one. Two glyphs are near
+duplicates when their phash values differ in at most k bits, or their
+median-filtered variant hashes do, or a shifted variant hash of one is within
+k bits of the trimmed variant hash of the other (variant hashes from
+dedup.variants, which tests/test_dedup.py checks against their definition).
+Two near-uniform images are near duplicates when their mean absolute pixel
 difference is at most the limit. A glyph and a near-uniform image never are.
 """
 
@@ -23,10 +26,13 @@ from pathlib import Path
 
 import datasets
 import imagehash
+import numpy as np
 import pytest
 from PIL import Image
 
-from dedup.near import NEAR_UNIFORM_MAX_MEAN_DIFFERENCE, NEAR_UNIFORM_MAX_RANGE
+from dedup.near import COMPARISONS, NEAR_UNIFORM_MAX_MEAN_DIFFERENCE, NEAR_UNIFORM_MAX_RANGE
+from dedup.variants import compute_variant_hashes
+from near_reference import comparison_distances
 from notmnist_ds.constants import CLASS_NAMES, IMAGE_PIXELS, SPLIT_NAMES
 
 pytestmark = pytest.mark.slow
@@ -62,8 +68,10 @@ class Reference:
     """Distinct images seen in the builds and their near-duplicate neighbours.
 
     Ids are given in first-seen order. ``neighbours[i]`` maps each image
-    within OTHER_DISTANCE of image ``i`` to its phash distance, or to
-    PIXEL_DECIDED for two near-uniform images within the pixel limit.
+    within OTHER_DISTANCE of image ``i`` in any comparison to its smallest
+    distance, or to PIXEL_DECIDED for two near-uniform images within the
+    pixel limit. ``comparisons[(i, j)]`` (i < j) maps each comparison that
+    found the pair to its distance.
     """
 
     def __init__(self) -> None:
@@ -72,6 +80,7 @@ class Reference:
         self.phash: list[int] = []
         self.uniform: list[bool] = []
         self.neighbours: list[dict[int, int]] = []
+        self.comparisons: dict[tuple[int, int], dict[str, int]] = {}
 
     def add(self, pixels: bytes) -> int:
         image = self.ids.get(pixels)
@@ -84,24 +93,32 @@ class Reference:
         return image
 
     def link_all(self, k: int) -> None:
-        """Compare every pair of distinct images once."""
+        """Compare every pair of distinct images once, in every comparison."""
         self.neighbours = [{} for _ in self.pixels]
-        glyphs = [i for i, flat in enumerate(self.uniform) if not flat]
-        hashes = [self.phash[i] for i in glyphs]
-        for position, a in enumerate(hashes):
-            later = hashes[position + 1 :]
-            for offset, b in enumerate(later):
-                distance = (a ^ b).bit_count()
-                if distance <= k:
-                    self.connect(
-                        glyphs[position], glyphs[position + 1 + offset], distance
-                    )
+        self.comparisons = {}
+        images = np.frombuffer(b"".join(self.pixels), np.uint8).reshape(-1, 28, 28)
+        variants = compute_variant_hashes(images)
+        phash = np.array(self.phash, dtype=np.uint64)
+        glyphs = np.flatnonzero(~np.array(self.uniform))
+        for position, i in enumerate(glyphs):
+            later = glyphs[position + 1 :]
+            found = comparison_distances(phash, variants, i, later)
+            smallest = np.minimum.reduce(list(found.values()))
+            for offset in np.flatnonzero(smallest <= k).tolist():
+                j = int(later[offset])
+                self.connect(int(i), j, int(smallest[offset]))
+                self.comparisons[(int(i), j)] = {
+                    name: int(values[offset])
+                    for name, values in found.items()
+                    if values[offset] <= k
+                }
         blanks = [i for i, flat in enumerate(self.uniform) if flat]
         for position, i in enumerate(blanks):
             for j in blanks[position + 1 :]:
                 total = sum(abs(x - y) for x, y in zip(self.pixels[i], self.pixels[j]))
                 if total <= MAX_UNIFORM_DIFFERENCE_SUM:
                     self.connect(i, j, PIXEL_DECIDED)
+                    self.comparisons[(i, j)] = {"pixels": PIXEL_DECIDED}
 
     def connect(self, i: int, j: int, distance: int) -> None:
         self.neighbours[i][j] = distance
@@ -110,6 +127,14 @@ class Reference:
     def near(self, i: int, j: int, k: int) -> bool:
         distance = self.neighbours[i].get(j)
         return distance is not None and distance <= k
+
+    def first_comparison(self, i: int, j: int, k: int) -> tuple[str, int] | None:
+        """Return the comparison a build at distance ``k`` records for (i, j), and its distance."""
+        found = self.comparisons.get((min(i, j), max(i, j)), {})
+        for name in COMPARISONS:
+            if name in found and found[name] <= k:
+                return name, found[name]
+        return None
 
 
 def run_build(tarballs: Path, output: Path, cache: Path, max_distance: int) -> Build:
@@ -428,15 +453,16 @@ def test_removals_are_justified(default_build, other_build, loaded, k):
             pixel_rule = reference.neighbours[removed.image].get(matched.image)
             assert kind == "near", removal
             assert pixel_rule == PIXEL_DECIDED, removal
+            assert removal["comparison"] == "pixels", removal
         else:
-            distance = (
-                reference.phash[removed.image] ^ reference.phash[matched.image]
-            ).bit_count()
+            expected = reference.first_comparison(removed.image, matched.image, k)
             assert kind == "near", removal
             assert matched.image != removed.image, removal
             assert not reference.uniform[removed.image], removal
-            assert int(removal["distance"]) == distance, removal
-            assert distance <= k, removal
+            assert expected is not None, removal
+            assert removal["comparison"] == expected[0], removal
+            assert int(removal["distance"]) == expected[1], removal
+            assert expected[1] <= k, removal
 
 
 @pytest.mark.parametrize("k", [DEFAULT_DISTANCE, OTHER_DISTANCE])

@@ -46,6 +46,7 @@ from dedup.index import build_index
 from dedup.near import DedupSettings, ImageSet
 from dedup.overlap import overlap_report
 from dedup.sanitize import sanitize
+from dedup.variants import VariantHashes
 from notmnist_ds.constants import (
     DEFAULT_SIZES,
     LARGE,
@@ -60,6 +61,8 @@ DEFAULT_INPUTS_DIR = REPO_ROOT / "benchmarks" / "out" / "dedup_inputs"
 RESULTS_PATH = REPO_ROOT / "benchmarks" / "results" / "dedup.md"
 MANIFEST_NAME = "planted.parquet"
 ARRAY_NAMES = ("labels", "hashes", "digests", "near_uniform", "uniform_pixels")
+# Fields of dedup.variants.VariantHashes, stored as variant_<field>.npy.
+VARIANT_FIELDS = ("filtered", "trimmed", "shifted", "filtered_usable", "trimmed_usable")
 
 
 def store_inputs(data_dir: Path, inputs_dir: Path, workers: int) -> dict:
@@ -88,6 +91,8 @@ def store_inputs(data_dir: Path, inputs_dir: Path, workers: int) -> dict:
         np.save(folder / "digests.npy", archive.digests)
         np.save(folder / "near_uniform.npy", archive.near_uniform)
         np.save(folder / "uniform_pixels.npy", archive.uniform_pixels)
+        for field in VARIANT_FIELDS:
+            np.save(folder / f"variant_{field}.npy", getattr(archive.variants, field))
         (folder / "sources.txt").write_text("\n".join(archive.sources) + "\n")
         stat = path.stat()
         meta["archives"][tarball.name] = {
@@ -109,6 +114,9 @@ def stored_inputs_match(data_dir: Path, inputs_dir: Path) -> bool:
         return False
     meta = json.loads(meta_path.read_text())
     for tarball in (LARGE, SMALL):
+        # Inputs stored before the variant hashes existed lack their files.
+        if not (inputs_dir / tarball.name / "variant_filtered.npy").is_file():
+            return False
         stat = (data_dir / tarball.file_name).stat()
         recorded = meta["archives"].get(tarball.name, {})
         if (
@@ -122,6 +130,10 @@ def stored_inputs_match(data_dir: Path, inputs_dir: Path) -> bool:
 def load_archive_arrays(inputs_dir: Path, tarball: Tarball) -> dict:
     folder = inputs_dir / tarball.name
     arrays = {name: np.load(folder / f"{name}.npy") for name in ARRAY_NAMES}
+    arrays["variants"] = VariantHashes(
+        DedupSettings().hash_size,
+        *(np.load(folder / f"variant_{field}.npy") for field in VARIANT_FIELDS),
+    )
     arrays["sources"] = (folder / "sources.txt").read_text().splitlines()
     return arrays
 
@@ -231,6 +243,7 @@ def measure_pass(
                 arrays["labels"],
                 arrays["near_uniform"],
                 arrays["uniform_pixels"],
+                arrays["variants"],
             )
             for arrays in (large, small)
         ]
@@ -325,7 +338,7 @@ def format_section(rounds: list[dict], meta: dict, command: str) -> str:
         f"- data: {first['images']:,} images ({first['near_uniform']:,} near-uniform) "
         f"from the archives in `{Path(meta['archives']['large']['path']).parent}`; "
         f"{first['distinct_images']:,} distinct, {first['links']:,} near-duplicate "
-        f"links at phash distance <= {first['max_distance']}",
+        f"links ({DedupSettings(max_distance=first['max_distance']).describe()})",
         "- archives (sha256): "
         + ", ".join(
             f"`{Path(a['path']).name}` {a['sha256'][:16]}…"

@@ -16,9 +16,9 @@ those pairs can still be found:
 Each variant hash is a phash of the variant: a LANCZOS resize to 4x the hash
 size, the top-left hash_size x hash_size block of the unnormalised DCT-II,
 and one bit per coefficient above their median (ties give 0), first bit most
-significant.
-Resize, trim, shift and DCT are linear, so for every variant they collapse
-into one (hash_size, side) matrix per axis, applied as two matrix products.
+significant. Resize, trim, shift and DCT are linear, so for every variant
+they collapse into one (hash_size, side) matrix per axis, applied as two
+matrix products.
 Unlike ``dedup.hashing``, the arithmetic is float64 without Pillow's 8-bit
 rounding between passes, so the values are not imagehash's. They equal
 imagehash's algorithm run on a float image (Pillow mode "F") up to rounding

@@ -302,6 +302,26 @@ def test_overlap_command_prints_both_configs(sample_build, capsys):
     assert "train ∩ test" in output
 
 
+def test_overlap_command_states_near_rule(sample_build, capsys):
+    assert main(["overlap", str(sample_build.output), "--config", "raw"]) == 0
+    output = capsys.readouterr().out
+    assert "phash Hamming distance <= 4" in output
+    assert "after a 3x3 median filter" in output
+    assert "after a one-pixel shift" in output
+
+
+def test_overlap_report_reads_report_without_rule(sample_build):
+    from dedup.overlap import OverlapReport
+
+    report = json.loads((sample_build.output / "reports" / "build_report.json").read_text())
+    stored = dict(report["overlap"]["raw"])
+    stored.pop("rule")
+    overlap = OverlapReport.from_dict(stored)
+
+    assert overlap.rule == "phash Hamming distance <= 4"
+    assert overlap.rows == OverlapReport.from_dict(report["overlap"]["raw"]).rows
+
+
 def test_preview_writes_grid(sample_build, tmp_path):
     target = tmp_path / "grid.png"
     assert main(["preview", str(sample_build.output), "--output", str(target)]) == 0

@@ -35,6 +35,15 @@ from .variants import VariantHashes, compute_variant_hashes
 NEAR_UNIFORM_MAX_RANGE = 24
 NEAR_UNIFORM_MAX_MEAN_DIFFERENCE = 8.0
 
+# A search may return at most this many pairs per image on average, and at
+# least MIN_PAIR_BUDGET in all. The default rule links about 3 per image on
+# the full-size synthetic archives. A 4-bit hash at distance 3 links every
+# pair, and for 8,000 images that took 23 GB.
+MAX_PAIRS_PER_IMAGE = 100
+MIN_PAIR_BUDGET = 1_000_000
+# Hashes sampled on each side to estimate a search's pair count.
+PAIR_SAMPLE_SIZE = 2048
+
 # Distance recorded for a pair decided by pixels rather than by hash.
 PIXEL_DECIDED = -1
 
@@ -85,9 +94,11 @@ class DedupSettings:
         if self.compare_shifted:
             variants.append("after a one-pixel shift")
         rule = f"{self.method} Hamming distance <= {self.max_distance}"
-        if variants:
-            rule += f", as is or {' or '.join(variants)}"
-        return rule
+        if not variants:
+            return rule
+        if self.method == "phash":
+            return f"{rule}, as is or {' or '.join(variants)}"
+        return f"{rule}, or phash distance <= {self.max_distance} {' or '.join(variants)}"
 
     def to_dict(self) -> dict:
         return {
@@ -213,11 +224,62 @@ def _shifted_pairs(variants: VariantHashes, images: np.ndarray, max_distance: in
     return NearPairs(first[keep], found.second[keep], found.distance[keep])
 
 
+class TooManyPairsError(ValueError):
+    """Settings under which nearly every image would be a near duplicate of many."""
+
+
+def check_pair_budget(
+    queries: np.ndarray, targets: np.ndarray, settings: DedupSettings, comparison: str
+) -> None:
+    """Raise TooManyPairsError when a search would return more than the budget of pairs.
+
+    The count is estimated from a seeded sample of up to PAIR_SAMPLE_SIZE
+    queries against as many targets, before the search allocates anything.
+    The budget is MAX_PAIRS_PER_IMAGE per image, and never less than
+    MIN_PAIR_BUDGET pairs.
+    """
+    if len(queries) == 0 or len(targets) == 0:
+        return
+    rng = np.random.default_rng(0)
+    sample_queries = rng.choice(queries, min(len(queries), PAIR_SAMPLE_SIZE), replace=False)
+    sample_targets = rng.choice(targets, min(len(targets), PAIR_SAMPLE_SIZE), replace=False)
+    within = np.bitwise_count(sample_queries[:, None] ^ sample_targets[None, :])
+    share = np.count_nonzero(within <= settings.max_distance) / within.size
+    estimate = share * len(queries) * len(targets)
+    images = max(len(queries), len(targets))
+    budget = max(MIN_PAIR_BUDGET, MAX_PAIRS_PER_IMAGE * images)
+    if estimate > budget:
+        bits = settings.hash_size**2
+        raise TooManyPairsError(
+            f"the near-duplicate rule '{settings.describe()}' would link about "
+            f"{estimate:,.0f} pairs among {images:,} images in the {comparison} "
+            f"comparison, {estimate / images:,.0f} per image (the limit is "
+            f"{MAX_PAIRS_PER_IMAGE}): with {bits}-bit hashes a distance of "
+            f"{settings.max_distance} links unrelated images. Use a larger "
+            "--hash-size or a smaller --max-distance"
+        )
+
+
 def find_duplicate_pairs(images: ImageSet, settings: DedupSettings) -> DuplicatePairs:
-    """Find every near-duplicate pair (i < j) within one set, exact duplicates included."""
+    """Find every near-duplicate pair (i < j) within one set, exact duplicates included.
+
+    Raises TooManyPairsError, before searching, when the settings would link
+    more pairs than check_pair_budget allows.
+    """
     glyphs = np.flatnonzero(~images.near_uniform)
     uniform = np.flatnonzero(images.near_uniform)
     k = settings.max_distance
+    variants = images.variants
+    hashes = images.hashes.values[glyphs]
+    check_pair_budget(hashes, hashes, settings, settings.method)
+    if settings.compare_median_filtered:
+        filtered = variants.filtered[glyphs[variants.filtered_usable[glyphs]]]
+        check_pair_budget(filtered, filtered, settings, "median-filtered")
+    if settings.compare_shifted:
+        usable = glyphs[variants.trimmed_usable[glyphs]]
+        check_pair_budget(
+            variants.shifted[usable].ravel(), variants.trimmed[usable], settings, "shifted"
+        )
     firsts, seconds, distances, comparisons = [], [], [], []
 
     def add(a: np.ndarray, b: np.ndarray, distance: np.ndarray, comparison: int) -> None:
@@ -226,9 +288,8 @@ def find_duplicate_pairs(images: ImageSet, settings: DedupSettings) -> Duplicate
         distances.append(distance.astype(np.int16))
         comparisons.append(np.full(len(a), comparison, np.int8))
 
-    pairs = find_near_pairs(images.hashes.values[glyphs], k)
+    pairs = find_near_pairs(hashes, k)
     add(glyphs[pairs.first], glyphs[pairs.second], pairs.distance, BY_HASH)
-    variants = images.variants
     if settings.compare_median_filtered:
         usable = glyphs[variants.filtered_usable[glyphs]]
         pairs = find_near_pairs(variants.filtered[usable], k)

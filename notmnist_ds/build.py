@@ -12,11 +12,15 @@ never reuses an old result.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
 import shutil
+import signal
+import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -130,6 +134,39 @@ def resolve_tarballs(data_dir: Path | None, verify: bool, progress: bool) -> dic
     return fetch_tarballs((LARGE, SMALL), verify=verify, progress=progress)
 
 
+class InterruptedAfterSwap(KeyboardInterrupt):
+    """Ctrl-C that arrived while the new build was put in place, which then finished."""
+
+    def __init__(self, output: Path) -> None:
+        super().__init__(str(output))
+        self.output = output
+
+
+@contextlib.contextmanager
+def interrupts_deferred() -> Iterator[None]:
+    """Hold back Ctrl-C (SIGINT) until the block ends, then raise KeyboardInterrupt.
+
+    Blocking the signal with pthread_sigmask is not enough, because another
+    thread of the process may receive it and Python then interrupts the main
+    thread anyway. Outside the main thread the block runs unprotected, since
+    only the main thread may set signal handlers.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if received:
+        if callable(previous):
+            previous(signal.SIGINT, None)
+        elif previous == signal.SIG_DFL:
+            raise KeyboardInterrupt
+
+
 def build(
     output: Path,
     options: BuildOptions,
@@ -144,6 +181,10 @@ def build(
     until the new one is complete."""
     started_build = time.perf_counter()
     output = Path(output).absolute()
+    if output.is_symlink():
+        # The swap renames the output path itself, so it works on the folder
+        # the link points to, and the link stays as it is.
+        output = Path(os.path.realpath(output))
     cache_dir = Path(cache_dir or datasets.config.HF_DATASETS_CACHE).absolute()
     recover(output)
     remove_abandoned(cache_dir, f".{DATASET_NAME}-staging-")
@@ -211,7 +252,15 @@ def build(
         fsync_tree(staging)
         # The cache entries follow the output folder, so a build killed
         # before the swap leaves both the folder and the bare name as they were.
-        swap_into_place(staging, output, after_swap=lambda: publish_cache_entries(entries))
+        # Ctrl-C waits for the swap and the cache entries, so the folder and
+        # the bare name never disagree, and the caller learns which build won.
+        try:
+            with interrupts_deferred():
+                swap_into_place(
+                    staging, output, after_swap=lambda: publish_cache_entries(entries)
+                )
+        except KeyboardInterrupt as interrupt:
+            raise InterruptedAfterSwap(output) from interrupt
     finally:
         shutil.rmtree(staging, ignore_errors=True)
         shutil.rmtree(staging_cache, ignore_errors=True)
@@ -228,4 +277,4 @@ def build(
     return BuildResult(output, prepared.fingerprint, prepared, split_sizes, shards, seconds)
 
 
-__all__ = ["BuildResult", "build", "CONFIG_NAMES", "BuildOptions"]
+__all__ = ["BuildResult", "build", "CONFIG_NAMES", "BuildOptions", "InterruptedAfterSwap"]

@@ -89,8 +89,14 @@ def front_matter(report: dict) -> dict:
 def _table(header: list[str], rows: list[list]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in rows:
-        lines.append("| " + " | ".join(str(cell) for cell in row) + " |")
+        lines.append("| " + " | ".join(_table_cell(cell) for cell in row) + " |")
     return "\n".join(lines)
+
+
+def _table_cell(value) -> str:
+    """Format a Markdown table cell: archive member names may contain | or line breaks."""
+    text = str(value).replace("\\", "\\\\").replace("|", "\\|")
+    return " ".join(text.splitlines())
 
 
 def _number(value) -> str:

@@ -91,7 +91,10 @@ def run_build(args: argparse.Namespace) -> int:
     print(f"Built {result.output}")
     for config, sizes in result.split_sizes.items():
         print(f"  {config}: " + ", ".join(f"{n:,} {split}" for split, n in sizes.items()))
-    print(f"Load it with: load_dataset({str(result.output)!r}) or load_dataset('notmnist')")
+    bare_name = "load_dataset('notmnist')"
+    if args.cache_dir is not None:
+        bare_name = f"load_dataset('notmnist', cache_dir={str(args.cache_dir)!r})"
+    print(f"Load it with: load_dataset({str(result.output)!r}) or {bare_name}")
     return 0
 
 
@@ -243,8 +246,17 @@ def main(argv: list[str] | None = None) -> int:
         # The reader of the output went away (as with `| head`): stop quietly.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
-    except KeyboardInterrupt:
-        print("notmnist: interrupted; earlier output was left as it was", file=sys.stderr)
+    except KeyboardInterrupt as interrupt:
+        from .build import InterruptedAfterSwap
+
+        if isinstance(interrupt, InterruptedAfterSwap):
+            print(
+                f"notmnist: interrupted after the new build was complete; "
+                f"{interrupt.output} holds it",
+                file=sys.stderr,
+            )
+        else:
+            print("notmnist: interrupted; earlier output was left as it was", file=sys.stderr)
         return 130
     except (
         ArchiveError,

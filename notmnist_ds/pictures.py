@@ -64,7 +64,9 @@ def near_duplicate_grid(
     """Draw example pairs per Hamming distance, one row per distance.
 
     ``examples`` maps a distance to pairs ``(pixels_a, pixels_b, caption)``.
-    Rows past ``max_distance`` are marked as not counted as near duplicates.
+    Rows past ``max_distance`` are marked as past the hash threshold; their
+    captions end in "linked" where another comparison of the rule joined the
+    pair anyway.
     """
     tile = IMAGE_SIDE * SCALE
     pairs_per_row = max((len(v) for v in examples.values()), default=0)
@@ -80,7 +82,7 @@ def near_duplicate_grid(
 
     for row, distance in enumerate(sorted(examples)):
         top = TITLE_HEIGHT + row * row_height
-        verdict = "near duplicate" if distance <= max_distance else "kept apart"
+        verdict = "near duplicate" if distance <= max_distance else "past threshold"
         draw.text((4, top + tile // 3), f"d = {distance}: {verdict}", fill=TEXT, font=font)
         for column, (a, b, caption) in enumerate(examples[distance]):
             left = label_width + column * pair_width

@@ -235,6 +235,18 @@ def prepare(
     }
     release_free_memory()
     timer.record("sanitize", started)
+    empty = [
+        split
+        for split, rows in sanitized.splits.items()
+        if len(rows) == 0 and len(raw[split]) > 0
+    ]
+    if empty:
+        raise SplitSizeError(
+            f"the sanitized {' and '.join(empty)} split would be empty: every "
+            f"candidate image duplicates an image of an earlier split under the rule "
+            f"'{options.dedup.describe()}'. Use a smaller --max-distance, a larger "
+            f"--hash-size, or a smaller --train-size"
+        )
     for split, missing in sanitized.shortfall.items():
         if missing:
             letters = ", ".join(f"{CLASS_NAMES[k]}: {v}" for k, v in missing.items())

@@ -64,6 +64,11 @@ def near_duplicate_examples(prepared: Prepared) -> dict[int, list]:
         if len(bucket) < EXAMPLE_PAIRS_PER_DISTANCE:
             a, b = glyphs[first], glyphs[second]
             caption = f"{CLASS_NAMES[labels[a]]}/{CLASS_NAMES[labels[b]]}"
+            if distance > settings.max_distance:
+                # Past the hash threshold, a variant comparison may still link them.
+                neighbours, _ = index.neighbours_of(int(index.group[a]))
+                if int(index.group[b]) in neighbours:
+                    caption += " linked"
             bucket.append((prepared.pixels(a), prepared.pixels(b), caption))
     return examples
 

@@ -26,12 +26,18 @@ def read_idx(images_path: Path, labels_path: Path) -> tuple[np.ndarray, np.ndarr
     """Read gzip-compressed IDX3 images and IDX1 labels.
 
     Returns ``(pixels, labels)``: uint8 arrays of shape (N, 28, 28) and (N,).
-    Raises ValueError when a header is not the IDX header expected.
+    Raises ValueError, naming the file, when a file is not gzip, a header is
+    not the IDX header expected, the data is shorter or longer than the
+    header describes, or a label is not a letter index 0 to 9.
     """
-    with gzip.open(images_path, "rb") as f:
-        image_bytes = f.read()
-    with gzip.open(labels_path, "rb") as f:
-        label_bytes = f.read()
+    image_bytes = _read_gzip(images_path)
+    label_bytes = _read_gzip(labels_path)
+    if len(image_bytes) < 16 or len(label_bytes) < 8:
+        raise ValueError(
+            f"{images_path if len(image_bytes) < 16 else labels_path}: too short "
+            "for an IDX header; use the sample's images-idx3-ubyte.gz and "
+            "labels-idx1-ubyte.gz"
+        )
 
     magic, count, rows, cols = np.frombuffer(image_bytes[:16], ">u4")
     if magic != IDX_IMAGES_MAGIC or (rows, cols) != (IMAGE_SIDE, IMAGE_SIDE):
@@ -46,9 +52,31 @@ def read_idx(images_path: Path, labels_path: Path) -> tuple[np.ndarray, np.ndarr
             f"(magic {label_magic:#010x}, count {label_count})"
         )
 
+    expected = {images_path: 16 + int(count) * rows * cols, labels_path: 8 + int(count)}
+    for path, data in ((images_path, image_bytes), (labels_path, label_bytes)):
+        if len(data) != expected[path]:
+            raise ValueError(
+                f"{path}: contains {len(data):,} bytes but its header describes "
+                f"{expected[path]:,}; the file is truncated or padded, so get it again"
+            )
     pixels = np.frombuffer(image_bytes, np.uint8, offset=16).reshape(count, rows, cols)
     labels = np.frombuffer(label_bytes, np.uint8, offset=8)
+    invalid = np.flatnonzero(labels >= len(CLASS_NAMES))
+    if len(invalid):
+        raise ValueError(
+            f"{labels_path}: label {int(labels[invalid[0]])} of image "
+            f"{int(invalid[0])} is not a letter index 0 to {len(CLASS_NAMES) - 1} "
+            f"({len(invalid)} such labels)"
+        )
     return pixels.copy(), labels.copy()
+
+
+def _read_gzip(path: Path) -> bytes:
+    try:
+        with gzip.open(path, "rb") as f:
+            return f.read()
+    except (gzip.BadGzipFile, EOFError) as error:
+        raise ValueError(f"{path}: not a complete gzip file ({error})") from error
 
 
 def font_file_name(index: int) -> str:

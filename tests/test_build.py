@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import gzip
 import io
 import json
 import os
+import signal
+import struct
 import subprocess
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 
 import datasets
 import numpy as np
 import pyarrow.parquet as pq
+import pytest
 import yaml
 from huggingface_hub import DatasetCard, DatasetCardData
 from PIL import Image
@@ -280,6 +285,64 @@ def test_build_refuses_unrelated_output_folder(sample_tarballs, tmp_path, capsys
     assert (target / "thesis.tex").read_text() == "keep me"
 
 
+def test_build_empty_sanitized_split_names_fix(sample_tarballs, tmp_path, capsys):
+    code = main([
+        "-q", "build", "--data-dir", str(sample_tarballs), "--no-verify",
+        "--output", str(tmp_path / "out"), *SPLIT_ARGS,
+        "--cache-dir", str(tmp_path / "cache"), "--max-distance", "16",
+    ])
+    error = capsys.readouterr().err
+    assert code == 2
+    assert "sanitized validation split would be empty" in error
+    assert "phash Hamming distance <= 16" in error
+    assert "smaller --max-distance" in error
+    assert not (tmp_path / "out").exists()
+
+
+def test_build_rejects_rule_linking_everything(sample_tarballs, tmp_path, capsys):
+    code = main([
+        "-q", "build", "--data-dir", str(sample_tarballs), "--no-verify",
+        "--output", str(tmp_path / "out"), *SPLIT_ARGS,
+        "--cache-dir", str(tmp_path / "cache"), "--hash-size", "2", "--max-distance", "3",
+    ])
+    error = capsys.readouterr().err
+    assert code == 2
+    assert "4-bit hashes" in error
+    assert "per image (the limit is 100)" in error
+    assert "larger --hash-size" in error
+    assert not (tmp_path / "out").exists()
+
+
+def test_build_through_symlinked_output(sample_tarballs, tmp_path, capsys):
+    target = tmp_path / "target"
+    link = tmp_path / "link"
+    link.symlink_to(target, target_is_directory=True)
+    cache = tmp_path / "cache"
+    code = main([
+        "-q", "build", "--data-dir", str(sample_tarballs), "--no-verify",
+        "--output", str(link), *SPLIT_ARGS, "--cache-dir", str(cache),
+    ])
+    output = capsys.readouterr().out
+
+    assert code == 0
+    assert link.is_symlink()
+    assert (target / "README.md").is_file()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+    assert f"load_dataset('notmnist', cache_dir={str(cache)!r})" in output
+
+
+def test_interrupts_deferred_until_block_ends():
+    from notmnist_ds.build import interrupts_deferred
+
+    reached_end = False
+    with pytest.raises(KeyboardInterrupt):
+        with interrupts_deferred():
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.2)
+            reached_end = True
+    assert reached_end
+
+
 # Looking at a build
 
 
@@ -388,3 +451,57 @@ def test_streaming_iterates_folder_and_bare_name(sample_build, tmp_path):
     expected = split_sources(sample_build.output, "sanitized")["test"]
     assert streamed["folder"] == expected
     assert sorted(streamed["bare"]) == sorted(expected)
+
+
+def test_card_table_cells_escape_member_names():
+    from notmnist_ds.card import _table
+
+    table = _table(["member", "reason"], [["A/x|y.png", "not a PNG\nfile"]])
+
+    assert table.splitlines()[2] == "| A/x\\|y.png | not a PNG file |"
+
+
+def write_idx(folder: Path, labels: list[int]) -> tuple[Path, Path]:
+    """Write gzip IDX files of one blank 28x28 image per label."""
+    count = len(labels)
+    images = folder / "images-idx3-ubyte.gz"
+    labels_path = folder / "labels-idx1-ubyte.gz"
+    with gzip.open(images, "wb") as f:
+        f.write(struct.pack(">IIII", 0x00000803, count, 28, 28) + bytes(784 * len(labels)))
+    with gzip.open(labels_path, "wb") as f:
+        f.write(struct.pack(">II", 0x00000801, len(labels)) + bytes(labels))
+    return images, labels_path
+
+
+def test_read_idx_rejects_label_outside_letters(tmp_path):
+    from notmnist_ds.sample_tarballs import read_idx
+
+    images, labels = write_idx(tmp_path, [0, 11, 3])
+    with pytest.raises(ValueError) as raised:
+        read_idx(images, labels)
+    assert str(labels) in str(raised.value)
+    assert "label 11 of image 1" in str(raised.value)
+
+
+def test_read_idx_rejects_truncated_images(tmp_path):
+    from notmnist_ds.sample_tarballs import read_idx
+
+    images, labels = write_idx(tmp_path, [0, 1, 2])
+    header = struct.pack(">IIII", 0x00000803, 3, 28, 28)
+    images.write_bytes(gzip.compress(header + bytes(784 * 2)))
+    with pytest.raises(ValueError) as raised:
+        read_idx(images, labels)
+    assert str(images) in str(raised.value)
+    assert "truncated or padded" in str(raised.value)
+
+
+def test_read_idx_rejects_file_not_gzip(tmp_path):
+    from notmnist_ds.sample_tarballs import read_idx
+
+    images, labels = write_idx(tmp_path, [0, 1])
+    labels.write_bytes(b"plain bytes")
+    with pytest.raises(ValueError) as raised:
+        read_idx(images, labels)
+    assert str(labels) in str(raised.value)
+    assert "not a complete gzip file" in str(raised.value)
+

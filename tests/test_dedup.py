@@ -563,3 +563,18 @@ def test_near_uniform_never_pairs_with_glyph(real_sample, sample_set):
     assert uniform.sum() > 111
     assert not mixed.any()
     assert np.array_equal(pixel_decided, uniform[pairs.first])
+
+
+# The rule in words
+
+
+def test_rule_description_names_phash_variants_for_dhash():
+    rule = DedupSettings("dhash", max_distance=3).describe()
+
+    assert rule.startswith("dhash Hamming distance <= 3")
+    assert "or phash distance <= 3 after a 3x3 median filter" in rule
+    assert "after a one-pixel shift" in rule
+
+
+def test_rule_description_without_variants():
+    assert plain_settings(5).describe() == "phash Hamming distance <= 5"

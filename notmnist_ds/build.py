@@ -72,6 +72,7 @@ class CacheEntry:
     staged: Path | None  # None when the final entry already exists
     final: Path
     dataset: datasets.DatasetDict
+    replaces_damaged: bool = False  # the final entry exists but could not be read
 
 
 def stage_cache_entry(
@@ -80,15 +81,24 @@ def stage_cache_entry(
     """Run the builder for ``config`` into ``staging_cache``; return its dataset.
 
     An entry with the same fingerprint already in the cache was built from the
-    same archives and options, so it is read instead of built again.
+    same archives and options, so it is read instead of built again. An entry
+    that cannot be read (a file deleted from the cache, say) is built again
+    and replaces it when the build is published.
     """
     from loading_script import Notmnist
 
     hash_name = cache_hash(prepared.fingerprint, config)
     final = cache_dir / DATASET_NAME / config / str(Notmnist.VERSION) / hash_name
+    damaged = False
     if final.is_dir():
         builder = Notmnist(config_name=config, hash=hash_name, cache_dir=str(cache_dir))
-        return CacheEntry(None, final, builder.as_dataset())
+        try:
+            return CacheEntry(None, final, builder.as_dataset())
+        except OSError as error:
+            logger.warning(
+                "The cache entry %s cannot be read (%s); building it again", final, error
+            )
+            damaged = True
     builder = Notmnist(
         config_name=config,
         hash=hash_name,
@@ -96,7 +106,7 @@ def stage_cache_entry(
         prepared=prepared,
     )
     builder.download_and_prepare()
-    return CacheEntry(Path(builder.cache_dir), final, builder.as_dataset())
+    return CacheEntry(Path(builder.cache_dir), final, builder.as_dataset(), damaged)
 
 
 def publish_cache_entries(entries: list[CacheEntry]) -> None:
@@ -106,6 +116,10 @@ def publish_cache_entries(entries: list[CacheEntry]) -> None:
     # File times are coarse (a few ms), so the order is set explicitly.
     now = time.time_ns()
     for position, entry in enumerate(entries):
+        if entry.staged is not None and entry.replaces_damaged and entry.final.is_dir():
+            damaged = entry.final.with_name(f".{entry.final.name}-damaged-{os.getpid()}")
+            os.rename(entry.final, damaged)
+            shutil.rmtree(damaged, ignore_errors=True)
         if entry.staged is not None and not entry.final.is_dir():
             entry.final.parent.mkdir(parents=True, exist_ok=True)
             os.rename(entry.staged, entry.final)

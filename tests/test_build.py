@@ -505,3 +505,20 @@ def test_read_idx_rejects_file_not_gzip(tmp_path):
     assert str(labels) in str(raised.value)
     assert "not a complete gzip file" in str(raised.value)
 
+
+
+def test_build_repairs_damaged_cache_entry(sample_tarballs, tmp_path, caplog):
+    cache = tmp_path / "cache"
+    arguments = [
+        "-q", "build", "--data-dir", str(sample_tarballs), "--no-verify",
+        "--output", str(tmp_path / "out"), *SPLIT_ARGS, "--cache-dir", str(cache),
+    ]  # fmt: skip
+    assert main(arguments) == 0
+    damaged = next((cache / "notmnist" / "raw").rglob("notmnist-train.arrow"))
+    damaged.unlink()
+
+    assert main(arguments) == 0
+    assert damaged.is_file()
+    assert "cannot be read" in caplog.text
+    dataset = datasets.load_dataset("notmnist", "raw", cache_dir=str(cache))
+    assert dataset["train"].num_rows == 5000

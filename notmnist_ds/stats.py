@@ -83,6 +83,34 @@ def write_preview(folder: Path, output: Path, config: str = "sanitized", per_let
     return Path(output)
 
 
+def check_metrics_match_build(metrics: dict, report: dict, path: Path) -> None:
+    """Raise ValueError when baseline metrics name a config or split sizes this build lacks.
+
+    Metrics without "config" or "split_sizes" are accepted as they are. The
+    check compares the validation and test sizes, since train may have been
+    subsampled. Equal sizes do not prove the rows are the same.
+    """
+    config = metrics.get("config")
+    sizes = metrics.get("split_sizes")
+    if config is None:
+        return
+    if config not in report["configs"]:
+        raise ValueError(
+            f"{path}: config {config!r} is not one of this build's configs "
+            f"({', '.join(sorted(report['configs']))})"
+        )
+    if not isinstance(sizes, dict):
+        return
+    built = report["configs"][config]["splits"]
+    for split in ("validation", "test"):
+        if split in sizes and sizes[split] != built.get(split):
+            raise ValueError(
+                f"{path}: the metrics were measured on a {config} {split} split of "
+                f"{sizes[split]:,} rows, but this build's has {built.get(split):,}; "
+                "train and evaluate on this build, then pass its metrics.json"
+            )
+
+
 def rewrite_card(folder: Path, baseline_metrics: list[Path] | None = None) -> None:
     """Render README.md again from the build report, adding baseline metrics."""
     report = load_report(folder)
@@ -109,6 +137,7 @@ def rewrite_card(folder: Path, baseline_metrics: list[Path] | None = None) -> No
                         f"{path}: '{key}' must be a fraction from 0 to 1, got {metrics.get(key)!r}; "
                         "pass the metrics.json that train_baseline.py writes"
                     )
+            check_metrics_match_build(metrics, report, path)
             entries.append(metrics)
         (Path(folder) / BASELINE).write_text(json.dumps(entries, indent=2) + "\n", encoding="utf-8")
     baseline_file = Path(folder) / BASELINE

@@ -410,6 +410,27 @@ def test_card_command_adds_baseline(sample_build, tmp_path):
     assert "| mlp 1024 | sanitized | 90.00% | 91.00% |" in text
 
 
+def test_card_command_rejects_metrics_of_other_build(sample_build, tmp_path, capsys):
+    import shutil
+
+    folder = tmp_path / "copy"
+    shutil.copytree(sample_build.output, folder)
+    card_before = (folder / "README.md").read_text()
+    report = json.loads((folder / "reports" / "build_report.json").read_text())
+    built = report["configs"]["sanitized"]["splits"]
+    metrics = tmp_path / "metrics.json"
+    metrics.write_text(json.dumps({
+        "model": "mlp 1024", "config": "sanitized",
+        "validation_accuracy": 0.9, "test_accuracy": 0.91,
+        "split_sizes": {"train": 100, "validation": built["validation"], "test": built["test"] + 1},
+    }))
+
+    assert main(["card", str(folder), "--baseline", str(metrics)]) == 2
+    error = capsys.readouterr().err
+    assert f"sanitized test split of {built['test'] + 1:,} rows" in error
+    assert (folder / "README.md").read_text() == card_before
+
+
 def test_build_refuses_earlier_build_with_extra_files(sample_build, sample_tarballs, tmp_path, capsys):
     import shutil
 

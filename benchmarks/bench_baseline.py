@@ -8,13 +8,14 @@ It measures, and writes to benchmarks/results/baseline.md:
 
 1. Epoch time of a 784-1024-10 ReLU network with SGD (momentum 0.9) on
    synthetic float32 data (200,000 x 784), at batch sizes 128 and 2000, for
-   train_baseline.Trainer and for PyTorch. Each run is a fresh process; the two
-   frameworks alternate, so both see the same machine load.
+   notmnist_ds.baseline's Trainer and for PyTorch. Each run is a fresh
+   process; the two frameworks alternate, so both see the same machine load,
+   and the 1-minute load average before each run is recorded.
 2. The matrix-product bound: the time of the five products of a training step
    at the same shapes, measured inside each NumPy run, times the steps in an
    epoch.
 3. Peak resident memory of each run.
-4. Decoding PNG images: train_baseline's bulk decoder, one Pillow call per
+4. Decoding PNG images: the baseline's bulk decoder, one Pillow call per
    image, and ``datasets``' ``with_format("numpy")``.
 5. Accuracy of the trainer's default settings on a build of the real sample.
 
@@ -34,6 +35,7 @@ import os
 import platform
 import resource
 import shlex
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -47,6 +49,12 @@ SAMPLE_DIR = REPO_ROOT.parent / "shared" / "data" / "notmnist-real-sample"
 RESULTS = REPO_ROOT / "benchmarks" / "results" / "baseline.md"
 INPUTS, HIDDEN, CLASSES = 784, 1024, 10
 BLAS_VARIABLES = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+TORCH_TARGET = 1.10  # NumPy epoch / PyTorch epoch, same network and optimiser
+BOUND_TARGET = 1.25  # NumPy epoch / the step's matrix products alone
+
+
+def met(ratio: float, target: float) -> str:
+    return "met" if ratio <= target else f"not met, target {target:.2f}"
 
 
 def synthetic_data(rows: int) -> tuple[np.ndarray, np.ndarray]:
@@ -87,44 +95,53 @@ def blas_description() -> str:
 
 
 def matmul_bound(batch: int, rows: int, repeats: int) -> dict:
-    """Time one step's five matrix products at ``batch`` rows; scale to an epoch."""
+    """Time one step's five matrix products at ``batch`` rows; scale to an epoch.
+
+    The products run in two memory layouts: every array in C order, and the
+    trainer's, with the first layer's weights, the hidden activations and
+    their gradients in Fortran order. The bound is the faster of the two.
+    """
     rng = np.random.default_rng(1)
 
-    def matrix(*shape: int) -> np.ndarray:
-        return rng.standard_normal(shape, dtype=np.float32)
+    def products(hidden_order: str):
+        def matrix(*shape: int, order: str = "C") -> np.ndarray:
+            values = rng.standard_normal(shape, dtype=np.float32)
+            return np.asarray(values, order=order)
 
-    inputs, weight1, weight2 = (
-        matrix(batch, INPUTS),
-        matrix(INPUTS, HIDDEN),
-        matrix(HIDDEN, CLASSES),
-    )
-    hidden, logits, delta = (
-        matrix(batch, HIDDEN),
-        matrix(batch, CLASSES),
-        matrix(batch, CLASSES),
-    )
-    hidden_delta, gradient1, gradient2 = (
-        matrix(batch, HIDDEN),
-        matrix(INPUTS, HIDDEN),
-        matrix(HIDDEN, CLASSES),
-    )
+        inputs = matrix(batch, INPUTS)
+        weight1 = matrix(INPUTS, HIDDEN, order=hidden_order)
+        weight2 = matrix(HIDDEN, CLASSES)
+        hidden = matrix(batch, HIDDEN, order=hidden_order)
+        logits, delta = matrix(batch, CLASSES), matrix(batch, CLASSES)
+        hidden_delta = matrix(batch, HIDDEN, order=hidden_order)
+        gradient1 = matrix(INPUTS, HIDDEN, order=hidden_order)
+        gradient2 = matrix(HIDDEN, CLASSES)
 
-    def products() -> None:
-        np.matmul(inputs, weight1, out=hidden)
-        np.matmul(hidden, weight2, out=logits)
-        np.matmul(hidden.T, delta, out=gradient2)
-        np.matmul(delta, weight2.T, out=hidden_delta)
-        np.matmul(inputs.T, hidden_delta, out=gradient1)
+        def step() -> None:
+            np.matmul(inputs, weight1, out=hidden)
+            np.matmul(hidden, weight2, out=logits)
+            np.matmul(hidden.T, delta, out=gradient2)
+            np.matmul(delta, weight2.T, out=hidden_delta)
+            np.matmul(inputs.T, hidden_delta, out=gradient1)
 
-    for _ in range(3):
-        products()
-    started = time.perf_counter()
-    for _ in range(repeats):
-        products()
-    per_step = (time.perf_counter() - started) / repeats
+        return step
+
     steps = math.ceil(rows / batch)
-    step_flops = epoch_flops(batch)
-    return {"bound_seconds": per_step * steps, "gflops": step_flops / per_step / 1e9}
+    seconds = {}
+    for layout, hidden_order in (("c_order", "C"), ("trainer", "F")):
+        step = products(hidden_order)
+        for _ in range(3):
+            step()
+        started = time.perf_counter()
+        for _ in range(repeats):
+            step()
+        seconds[layout] = (time.perf_counter() - started) / repeats * steps
+    bound = min(seconds.values())
+    return {
+        "bound_seconds": bound,
+        "layout_bound_seconds": seconds,
+        "gflops": epoch_flops(batch) / (bound / steps) / 1e9,
+    }
 
 
 def square_gflops(size: int = 2048, repeats: int = 5) -> float:
@@ -141,11 +158,12 @@ def square_gflops(size: int = 2048, repeats: int = 5) -> float:
 
 def numpy_worker(batch: int, rows: int, epochs: int) -> dict:
     sys.path.insert(0, str(REPO_ROOT))
-    import train_baseline as tb
+    from notmnist_ds.baseline.network import Network
+    from notmnist_ds.baseline.trainer import Hyperparameters, Trainer
 
     pixels, labels = synthetic_data(rows)
     bound = matmul_bound(batch, rows, repeats=max(20, min(200, 40_000 // batch)))
-    settings = tb.Hyperparameters(
+    settings = Hyperparameters(
         hidden=(HIDDEN,),
         batch_size=batch,
         learning_rate=0.01,
@@ -154,8 +172,8 @@ def numpy_worker(batch: int, rows: int, epochs: int) -> dict:
         dropout=0.0,
     )
     rng = np.random.default_rng(0)
-    network = tb.Network([INPUTS, HIDDEN, CLASSES], rng)
-    trainer = tb.Trainer(network, settings, rng)
+    network = Network([INPUTS, HIDDEN, CLASSES], rng)
+    trainer = Trainer(network, settings, rng)
     times = []
     for _ in range(epochs):
         started = time.perf_counter()
@@ -166,6 +184,7 @@ def numpy_worker(batch: int, rows: int, epochs: int) -> dict:
         **bound,
         "square_gflops": square_gflops(),
         "blas": blas_description(),
+        "direct_blas": trainer.blas is not None,
         "peak_rss_mb": peak_rss_mb(),
     }
 
@@ -245,12 +264,14 @@ def time_frameworks(
                     f"repeat {repeat + 1}/{repeats}: {framework}, batch {batch}",
                     file=sys.stderr,
                 )
+                load = os.getloadavg()[0]
                 figures = run_worker(framework, batch, rows, epochs, threads)
                 runs.append(
                     {
                         "framework": framework,
                         "batch": batch,
                         "repeat": repeat,
+                        "load_before": load,
                         **figures,
                     }
                 )
@@ -263,7 +284,7 @@ def decode_rates(images: int) -> dict:
     from PIL import Image
 
     sys.path.insert(0, str(REPO_ROOT))
-    import train_baseline as tb
+    from notmnist_ds.baseline.png import decode_png_batch
     from notmnist_ds.sample_tarballs import encode_png, read_idx
 
     pixels, _ = read_idx(
@@ -274,8 +295,10 @@ def decode_rates(images: int) -> dict:
     rates = {}
 
     started = time.perf_counter()
-    tb.decode_png_batch(blobs)
-    rates["train_baseline.decode_png_batch"] = images / (time.perf_counter() - started)
+    decode_png_batch(blobs)
+    rates["notmnist_ds.baseline.png.decode_png_batch"] = images / (
+        time.perf_counter() - started
+    )
 
     started = time.perf_counter()
     for blob in blobs:
@@ -493,6 +516,12 @@ def environment_lines(
             f"({torch_runs[0]['torch_threads']} threads)"
         )
     blas = numpy_runs[0]["blas"] if numpy_runs else "not measured"
+    if numpy_runs:
+        blas += (
+            "; the trainer calls its gemm and axpy directly"
+            if numpy_runs[0]["direct_blas"]
+            else "; the trainer uses NumPy's products only"
+        )
     inherited = [name for name in BLAS_VARIABLES if name in os.environ]
     return [
         "# NumPy baseline: speed, memory and accuracy",
@@ -533,8 +562,9 @@ def timing_lines(args: argparse.Namespace, runs: list[dict]) -> list[str]:
             f"NumPy and PyTorch, each with {args.threads} threads. The matrix "
             f"products of an epoch cost {flops / 1e12:.3f} TFLOP. 'Step bound' is "
             "the time of exactly the five products of a step at the row's batch "
-            "size, measured in each NumPy process just before it trains, times the "
-            "steps in an epoch. 'Peak bound' is the TFLOP at the speed of a "
+            "size, in the faster of two memory layouts (all C order, or the "
+            "trainer's), measured in each NumPy process just before it trains, "
+            "times the steps in an epoch. 'Peak bound' is the TFLOP at the speed of a "
             f"2048 x 2048 product, {square:.0f} GFLOP/s. Ratios use the fastest run."
         ),
         "",
@@ -545,7 +575,8 @@ def timing_lines(args: argparse.Namespace, runs: list[dict]) -> list[str]:
         ),
         "| ---: | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
-    ratios = []
+    repeat_lines = []
+    target_lines = []
     for batch in (128, 2000):
         best = {}
         for framework in ("numpy", "torch"):
@@ -568,26 +599,74 @@ def timing_lines(args: argparse.Namespace, runs: list[dict]) -> list[str]:
                 f"| {step_ratio} | {peak_bound:.2f} | {fastest / peak_bound:.2f} "
                 f"| {rss:.0f} |"
             )
-        if "numpy" in best and "torch" in best:
+        if "numpy" not in best:
+            continue
+        bound_ratio = min(best["numpy"]) / min(
+            r["bound_seconds"] for r in numpy_runs if r["batch"] == batch
+        )
+        target = f"{bound_ratio:.3f} ({met(bound_ratio, BOUND_TARGET)})"
+        if "torch" in best:
             # The two processes of one repeat ran back to back, so pair them too.
             paired = [n / t for n, t in zip(best["numpy"], best["torch"])]
-            ratios.append(
-                f"- batch {batch}: NumPy / PyTorch, fastest epochs: "
-                f"{min(best['numpy']) / min(best['torch']):.2f}; per repeat: "
-                f"{', '.join(f'{r:.2f}' for r in paired)}"
+            loads = {
+                framework: [
+                    r["load_before"]
+                    for r in runs
+                    if r["batch"] == batch and r["framework"] == framework
+                ]
+                for framework in ("numpy", "torch")
+            }
+            for repeat, ratio in enumerate(paired):
+                repeat_lines.append(
+                    f"| {batch} | {repeat + 1} | {best['numpy'][repeat]:.2f} "
+                    f"| {best['torch'][repeat]:.2f} | {ratio:.2f} "
+                    f"| {loads['numpy'][repeat]:.1f}, {loads['torch'][repeat]:.1f} |"
+                )
+            fastest_ratio = min(best["numpy"]) / min(best["torch"])
+            target = (
+                f"{fastest_ratio:.3f} ({met(fastest_ratio, TORCH_TARGET)}), median "
+                f"of the per-repeat ratios {statistics.median(paired):.2f}; "
+                f"NumPy / step bound {target}"
             )
+        else:
+            target = f"NumPy / step bound {target}"
+        target_lines.append(
+            f"- batch {batch}: NumPy / PyTorch, fastest epochs {target}"
+        )
     step_speed = ", ".join(
         f"batch {batch}: "
         f"{max(r['gflops'] for r in numpy_runs if r['batch'] == batch):.0f}"
         for batch in (128, 2000)
     )
+    layout_bounds = []
+    for batch in (128, 2000):
+        chosen = [r["layout_bound_seconds"] for r in numpy_runs if r["batch"] == batch]
+        c_order = min(bounds["c_order"] for bounds in chosen)
+        trainer = min(bounds["trainer"] for bounds in chosen)
+        layout_bounds.append(
+            f"batch {batch}: all C order {c_order:.2f} s, trainer's {trainer:.2f} s"
+        )
     lines += [
         "",
         f"Speed of the step's products (GFLOP/s, fastest run): {step_speed}.",
+        f"Step bound in each memory layout (fastest run): {'; '.join(layout_bounds)}.",
         "",
-        "Epoch-time ratios (below 1: NumPy is faster):",
+        (
+            f"Targets: NumPy / PyTorch at most {TORCH_TARGET:.2f} and NumPy / step "
+            f"bound at most {BOUND_TARGET:.2f}, both on the fastest epochs (below 1: "
+            "NumPy is faster):"
+        ),
         "",
-        *ratios,
+        *target_lines,
+        "",
+        (
+            "Each repeat (fastest epoch of each process; 1-minute load average "
+            "before each process started):"
+        ),
+        "",
+        "| batch | repeat | NumPy (s) | PyTorch (s) | NumPy / PyTorch | load |",
+        "| ---: | ---: | ---: | ---: | ---: | --- |",
+        *repeat_lines,
         "",
         (
             f"The training matrix alone is {args.rows * INPUTS * 4 / 1e6:.0f} MB. Peak "
@@ -706,7 +785,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rows", type=int, default=200_000, help="synthetic rows")
     parser.add_argument("--epochs", type=int, default=2, help="epochs per timing run")
-    parser.add_argument("--repeats", type=int, default=2, help="timing runs per cell")
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=5,
+        help="timing runs per batch size and framework, alternating (default: 5)",
+    )
     parser.add_argument("--batch-size", type=int, default=128, help="worker only")
     parser.add_argument(
         "--worker", choices=("numpy", "torch", "pipeline"), help=argparse.SUPPRESS

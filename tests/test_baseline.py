@@ -1,8 +1,9 @@
-"""Tests of the NumPy baseline trainer (train_baseline.py) on real notMNIST images."""
+"""Tests of the NumPy baseline (notmnist_ds.baseline and train_baseline.py) on real notMNIST images."""
 
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import os
 import struct
@@ -17,7 +18,19 @@ import pyarrow as pa
 import pytest
 from PIL import Image
 
-import train_baseline as tb
+import train_baseline
+from notmnist_ds.baseline.blas import load_blas, matmul_add
+from notmnist_ds.baseline.data import (
+    balanced_subset,
+    normalize_pixels,
+    read_labels,
+    split_arrays,
+)
+from notmnist_ds.baseline.errors import BaselineError
+from notmnist_ds.baseline.network import Network, softmax_cross_entropy
+from notmnist_ds.baseline.png import PNG_SIGNATURE, decode_png_batch
+from notmnist_ds.baseline.reports import plot_curves
+from notmnist_ds.baseline.trainer import Hyperparameters, Trainer
 from notmnist_ds.constants import CLASS_NAMES
 from notmnist_ds.sample_tarballs import encode_png
 
@@ -62,7 +75,7 @@ def run_trainer(args: list[str], tmp_path: Path) -> subprocess.CompletedProcess:
 def test_softmax_cross_entropy_finite_for_extreme_logits():
     logits = np.array([[1000.0, -1000.0, 0.0], [-1000.0, 1000.0, -1000.0]], np.float32)
     labels = np.array([0, 0])
-    loss, gradient = tb.softmax_cross_entropy(logits, labels)
+    loss, gradient = softmax_cross_entropy(logits, labels)
     assert np.isfinite(loss)
     assert np.all(np.isfinite(gradient))
     # Row 0 is certain and right (loss 0), row 1 certain and wrong (loss 2000).
@@ -75,7 +88,7 @@ def test_softmax_cross_entropy_matches_direct_formula():
     rng = np.random.default_rng(1)
     logits = rng.normal(size=(7, 10))
     labels = rng.integers(0, 10, 7)
-    loss, gradient = tb.softmax_cross_entropy(logits, labels)
+    loss, gradient = softmax_cross_entropy(logits, labels)
     probabilities = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
     expected = -np.log(probabilities[np.arange(7), labels]).mean()
     one_hot = np.zeros_like(logits)
@@ -87,11 +100,11 @@ def test_softmax_cross_entropy_matches_direct_formula():
 def finite_difference_check(layer_sizes: list[int], dropout: float) -> None:
     """Compare the trainer's gradients with central differences, in float64."""
     rng = np.random.default_rng(3)
-    network = tb.Network(layer_sizes, rng, dtype=np.float64)
+    network = Network(layer_sizes, rng, dtype=np.float64)
     for bias in network.biases:
         bias[...] = rng.normal(scale=0.1, size=bias.shape)
-    settings = tb.Hyperparameters(hidden=tuple(layer_sizes[1:-1]), dropout=dropout)
-    trainer = tb.Trainer(network, settings, np.random.default_rng(0))
+    settings = Hyperparameters(hidden=tuple(layer_sizes[1:-1]), dropout=dropout)
+    trainer = Trainer(network, settings, np.random.default_rng(0))
     inputs = rng.uniform(-0.5, 0.5, size=(6, layer_sizes[0]))
     targets = rng.integers(0, layer_sizes[-1], 6)
     trainer._allocate(len(inputs))
@@ -135,9 +148,9 @@ def test_gradients_match_finite_differences_logistic():
 @pytest.mark.parametrize("optimizer", ["sgd", "adam"])
 def test_training_step_keeps_float32(optimizer):
     rng = np.random.default_rng(0)
-    network = tb.Network([784, 32, 16, 10], rng)
-    settings = tb.Hyperparameters(hidden=(32, 16), optimizer=optimizer, dropout=0.3)
-    trainer = tb.Trainer(network, settings, rng)
+    network = Network([784, 32, 16, 10], rng)
+    settings = Hyperparameters(hidden=(32, 16), optimizer=optimizer, dropout=0.3)
+    trainer = Trainer(network, settings, rng)
     pixels = rng.uniform(-0.5, 0.5, size=(300, 784)).astype(np.float32)
     labels = rng.integers(0, 10, 300)
     loss, accuracy = trainer.train_epoch(pixels, labels, learning_rate=0.01)
@@ -161,18 +174,157 @@ def test_training_step_keeps_float32(optimizer):
 
 def test_train_epoch_rejects_float64_pixels():
     rng = np.random.default_rng(0)
-    network = tb.Network([784, 10], rng)
-    trainer = tb.Trainer(network, tb.Hyperparameters(hidden=()), rng)
+    network = Network([784, 10], rng)
+    trainer = Trainer(network, Hyperparameters(hidden=()), rng)
     pixels = np.zeros((20, 784))
     with pytest.raises(TypeError, match="float64"):
         trainer.train_epoch(pixels, np.zeros(20, np.int64), learning_rate=0.1)
 
 
 def test_network_initialisation_is_float32_he():
-    network = tb.Network([784, 2048, 10], np.random.default_rng(0))
+    network = Network([784, 2048, 10], np.random.default_rng(0))
     assert network.weights[0].dtype == np.float32
     assert network.weights[0].std() == pytest.approx(np.sqrt(2 / 784), rel=0.01)
     assert not network.biases[0].any()
+
+
+# --- SGD update and direct BLAS calls -------------------------------------------
+
+requires_blas = pytest.mark.skipif(
+    load_blas() is None, reason="NumPy's BLAS is not OpenBLAS, so NumPy does it all"
+)
+TOLERANCES = {np.float32: {"rtol": 1e-4, "atol": 1e-5}, np.float64: {"rtol": 1e-12}}
+
+
+@requires_blas
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_blas_gemm_matches_numpy_in_every_layout(dtype):
+    blas = load_blas()
+    rng = np.random.default_rng(5)
+    for rows in (1, 5, 64):
+        for orders in itertools.product("CF", repeat=3):
+            inputs = np.asarray(rng.standard_normal((rows, 30)), dtype, order=orders[0])
+            # The first rows of a taller array: its leading dimension exceeds rows.
+            tall = np.asarray(rng.standard_normal((80, 20)), dtype, order=orders[1])
+            delta = tall[:rows]
+            out = np.asarray(rng.standard_normal((30, 20)), dtype, order=orders[2])
+            expected = inputs.T.astype(np.float64) @ delta + 0.9 * out
+            assert blas.gemm(inputs.T, delta, out, beta=0.9), (rows, orders)
+            np.testing.assert_allclose(out, expected, **TOLERANCES[dtype])
+
+
+@requires_blas
+def test_blas_gemm_declines_mixed_dtypes():
+    blas = load_blas()
+    a = np.ones((3, 4), np.float32)
+    b = np.ones((4, 2), np.float64)
+    out = np.zeros((3, 2), np.float32)
+    assert not blas.gemm(a, b, out)
+    assert not out.any()
+
+
+@requires_blas
+def test_blas_gemm_declines_negative_strides():
+    blas = load_blas()
+    a = np.arange(12, dtype=np.float32).reshape(3, 4)
+    out = np.zeros((3, 2), np.float32)
+    assert not blas.gemm(a[::-1], np.ones((4, 2), np.float32), out)
+    assert not out.any()
+
+
+@requires_blas
+@pytest.mark.parametrize("order", ["C", "F"])
+def test_blas_axpy_matches_numpy(order):
+    rng = np.random.default_rng(6)
+    x = np.asarray(rng.standard_normal((50, 7)), np.float32, order=order)
+    y = np.asarray(rng.standard_normal((50, 7)), np.float32, order=order)
+    expected = y - 0.25 * x
+    assert load_blas().axpy(-0.25, x, y)
+    np.testing.assert_allclose(y, expected, rtol=1e-6, atol=1e-7)
+
+
+def test_matmul_add_without_blas_matches_formula():
+    rng = np.random.default_rng(8)
+    a = rng.standard_normal((6, 4))
+    b = rng.standard_normal((4, 5))
+    out = np.asfortranarray(rng.standard_normal((6, 5)))
+    expected = a @ b + 0.5 * out
+    matmul_add(a, b, out, 0.5, np.empty_like(out), blas=None)
+    np.testing.assert_allclose(out, expected, rtol=1e-12)
+
+
+@pytest.mark.parametrize("direct_blas", [True, False])
+def test_sgd_step_matches_momentum_formula(direct_blas):
+    """Check v = momentum * v + lr * (g + l2 * w) and w -= v over three steps."""
+    rng = np.random.default_rng(7)
+    layer_sizes = [6, 5, 4, 3]
+    network = Network(layer_sizes, rng, dtype=np.float64)
+    settings = Hyperparameters(
+        hidden=(5, 4), learning_rate=0.1, momentum=0.9, l2=0.01, dropout=0.0
+    )
+    trainer = Trainer(network, settings, rng)
+    if not direct_blas:
+        trainer.blas = None
+    elif trainer.blas is None:
+        pytest.skip("NumPy's BLAS is not OpenBLAS, so NumPy does it all")
+    # A second network computes plain gradients at the same weights.
+    probe_network = Network(layer_sizes, np.random.default_rng(0), dtype=np.float64)
+    probe_settings = Hyperparameters(hidden=(5, 4), dropout=0.0)
+    probe = Trainer(probe_network, probe_settings, rng)
+    trainer._allocate(8)
+    probe._allocate(8)
+    velocities = [np.zeros_like(p) for p in network.parameters]
+    weight_count = len(network.weights)
+    for rows in (8, 8, 5):  # the last minibatch is smaller than the buffers
+        inputs = rng.uniform(-0.5, 0.5, size=(rows, 6))
+        targets = rng.integers(0, 3, rows)
+        for copy, parameter in zip(probe_network.parameters, network.parameters):
+            np.copyto(copy, parameter)
+        probe.forward_backward(inputs, targets)
+        gradients = [*probe.weight_gradients, *probe.bias_gradients]
+        expected = []
+        for index, (parameter, gradient) in enumerate(
+            zip(network.parameters, gradients)
+        ):
+            decay = 0.01 * parameter if index < weight_count else 0.0
+            velocities[index] = 0.9 * velocities[index] + 0.1 * (gradient + decay)
+            expected.append(parameter - velocities[index])
+        trainer.step(inputs, targets, learning_rate=0.1)
+        for parameter, value in zip(network.parameters, expected):
+            np.testing.assert_allclose(parameter, value, rtol=1e-12, atol=1e-15)
+        for velocity, value in zip(trainer.first_moments, velocities):
+            np.testing.assert_allclose(velocity, value, rtol=1e-12, atol=1e-15)
+
+
+@requires_blas
+def test_train_epoch_same_with_and_without_blas():
+    data = np.random.default_rng(9)
+    pixels = data.uniform(-0.5, 0.5, size=(300, 784)).astype(np.float32)
+    labels = data.integers(0, 10, 300)
+    networks = []
+    for direct_blas in (True, False):
+        rng = np.random.default_rng(0)
+        network = Network([784, 32, 10], rng)
+        settings = Hyperparameters(hidden=(32,), batch_size=64, dropout=0.0)
+        trainer = Trainer(network, settings, rng)
+        if not direct_blas:
+            trainer.blas = None
+        trainer.train_epoch(pixels, labels, learning_rate=0.05)
+        networks.append(network)
+    for with_blas, without in zip(networks[0].parameters, networks[1].parameters):
+        np.testing.assert_allclose(with_blas, without, rtol=1e-4, atol=1e-6)
+
+
+def test_network_save_round_trips_weights(tmp_path):
+    network = Network([784, 16, 10], np.random.default_rng(0))
+    network.save(tmp_path / "weights.npz")
+    with np.load(tmp_path / "weights.npz") as saved:
+        assert saved["layer_sizes"].tolist() == [784, 16, 10]
+        for index, weight in enumerate(network.weights):
+            assert saved[f"weight_{index}"].shape == weight.shape
+            np.testing.assert_array_equal(saved[f"weight_{index}"], weight)
+        for index, bias in enumerate(network.biases):
+            np.testing.assert_array_equal(saved[f"bias_{index}"], bias)
 
 
 # --- input ranges and labels --------------------------------------------------
@@ -181,7 +333,7 @@ def test_network_initialisation_is_float32_he():
 def test_normalize_pixels_maps_uint8_to_centered_range():
     pixels = np.array([[[0, 255], [127, 128]]], np.uint8).repeat(196, axis=1)
     pixels = pixels.reshape(1, 28, 28)
-    out, applied = tb.normalize_pixels(pixels)
+    out, applied = normalize_pixels(pixels)
     assert applied == "uint8"
     assert out.dtype == np.float32
     assert out.shape == (1, 784)
@@ -192,14 +344,14 @@ def test_normalize_pixels_maps_uint8_to_centered_range():
 
 def test_normalize_pixels_keeps_centered_floats():
     values = np.random.default_rng(0).uniform(-0.5, 0.5, (4, 28, 28)).astype(np.float32)
-    out, applied = tb.normalize_pixels(values)
+    out, applied = normalize_pixels(values)
     assert applied == "centered"
     np.testing.assert_array_equal(out, values.reshape(4, 784))
 
 
 def test_normalize_pixels_shifts_unit_floats():
     values = np.random.default_rng(0).uniform(0.0, 1.0, (4, 784)).astype(np.float32)
-    out, applied = tb.normalize_pixels(values)
+    out, applied = normalize_pixels(values)
     assert applied == "unit"
     np.testing.assert_allclose(out, values - 0.5, atol=1e-7)
     assert out.dtype == np.float32
@@ -207,26 +359,26 @@ def test_normalize_pixels_shifts_unit_floats():
 
 def test_normalize_pixels_treats_float_intensities_as_uint8():
     values = np.array([[0.0, 255.0] * 392], np.float64)
-    out, applied = tb.normalize_pixels(values)
+    out, applied = normalize_pixels(values)
     assert applied == "uint8"
     assert out.dtype == np.float32
     np.testing.assert_array_equal(out[0, :2], np.array([-0.5, 0.5], np.float32))
 
 
 def test_normalize_pixels_rejects_unknown_range():
-    with pytest.raises(tb.BaselineError, match=r"\[-3.0, 2.0\]"):
-        tb.normalize_pixels(np.array([[-3.0, 2.0] * 392]))
+    with pytest.raises(BaselineError, match=r"\[-3.0, 2.0\]"):
+        normalize_pixels(np.array([[-3.0, 2.0] * 392]))
 
 
 def test_normalize_pixels_rejects_values_outside_stated_range():
     values = np.full((2, 784), 0.9, np.float32)
-    with pytest.raises(tb.BaselineError, match="centered range"):
-        tb.normalize_pixels(values, "centered")
+    with pytest.raises(BaselineError, match="centered range"):
+        normalize_pixels(values, "centered")
 
 
 def test_normalize_pixels_rejects_wrong_image_shape():
-    with pytest.raises(tb.BaselineError, match="expected"):
-        tb.normalize_pixels(np.zeros((2, 32, 32), np.uint8))
+    with pytest.raises(BaselineError, match="expected"):
+        normalize_pixels(np.zeros((2, 32, 32), np.uint8))
 
 
 def test_split_arrays_does_not_renormalise_float_images(real_sample):
@@ -241,7 +393,7 @@ def test_split_arrays_does_not_renormalise_float_images(real_sample):
     split = datasets.Dataset.from_dict(
         {"image": centered, "label": labels[:50].tolist()}, features=features
     )
-    arrays, classes = tb.split_arrays(datasets.DatasetDict(train=split), "train")
+    arrays, classes = split_arrays(datasets.DatasetDict(train=split), "train")
     assert arrays.input_range == "centered"
     assert classes == 10
     np.testing.assert_array_equal(arrays.pixels, centered.reshape(50, 784))
@@ -260,8 +412,8 @@ def test_split_arrays_unit_floats_match_uint8_decoding(real_sample):
     split = datasets.Dataset.from_dict(
         {"image": unit, "label": labels[:20].tolist()}, features=features
     )
-    arrays, _ = tb.split_arrays(datasets.DatasetDict(train=split), "train")
-    expected, _ = tb.normalize_pixels(pixels[:20])
+    arrays, _ = split_arrays(datasets.DatasetDict(train=split), "train")
+    expected, _ = normalize_pixels(pixels[:20])
     assert arrays.input_range == "unit"
     np.testing.assert_allclose(arrays.pixels, expected, atol=1e-6)
 
@@ -280,8 +432,8 @@ def png_split(pixels: np.ndarray, labels: np.ndarray) -> datasets.DatasetDict:
 
 def test_split_arrays_decodes_png_column(real_sample):
     pixels, labels = real_sample
-    arrays, classes = tb.split_arrays(png_split(pixels[:300], labels[:300]), "train")
-    expected, _ = tb.normalize_pixels(pixels[:300])
+    arrays, classes = split_arrays(png_split(pixels[:300], labels[:300]), "train")
+    expected, _ = normalize_pixels(pixels[:300])
     assert arrays.input_range == "uint8"
     assert arrays.pixels.dtype == np.float32
     assert classes == 10
@@ -291,8 +443,8 @@ def test_split_arrays_decodes_png_column(real_sample):
 
 def test_split_arrays_rejects_centered_range_for_png(real_sample):
     pixels, labels = real_sample
-    with pytest.raises(tb.BaselineError, match="--input-range centered"):
-        tb.split_arrays(png_split(pixels[:5], labels[:5]), "train", "centered")
+    with pytest.raises(BaselineError, match="--input-range centered"):
+        split_arrays(png_split(pixels[:5], labels[:5]), "train", "centered")
 
 
 def dataset_with_labels(values: list[int]) -> datasets.Dataset:
@@ -305,23 +457,23 @@ def dataset_with_labels(values: list[int]) -> datasets.Dataset:
 
 
 def test_read_labels_rejects_label_above_classes():
-    with pytest.raises(tb.BaselineError, match="label 12 at row 1"):
-        tb.read_labels(dataset_with_labels([3, 12, 4]), "train")
+    with pytest.raises(BaselineError, match="label 12 at row 1"):
+        read_labels(dataset_with_labels([3, 12, 4]), "train")
 
 
 def test_read_labels_rejects_negative_label():
-    with pytest.raises(tb.BaselineError, match="label -1 at row 2"):
-        tb.read_labels(dataset_with_labels([3, 4, -1]), "test")
+    with pytest.raises(BaselineError, match="label -1 at row 2"):
+        read_labels(dataset_with_labels([3, 4, -1]), "test")
 
 
 def test_read_labels_rejects_non_classlabel_column():
     split = datasets.Dataset.from_dict({"label": [0, 1]})
-    with pytest.raises(tb.BaselineError, match="ClassLabel"):
-        tb.read_labels(split, "train")
+    with pytest.raises(BaselineError, match="ClassLabel"):
+        read_labels(split, "train")
 
 
 def test_read_labels_returns_classlabel_width():
-    labels, classes = tb.read_labels(dataset_with_labels([0, 9, 5]), "train")
+    labels, classes = read_labels(dataset_with_labels([0, 9, 5]), "train")
     assert classes == 10
     assert labels.dtype == np.int64
     assert labels.tolist() == [0, 9, 5]
@@ -363,7 +515,7 @@ def encode_png_with_filters(pixels: np.ndarray, filters: list[int]) -> bytes:
     header = struct.pack(">IIBBBBB", 28, 28, 8, 0, 0, 0, 0)
     half = len(compressed) // 2
     return (
-        tb.PNG_SIGNATURE
+        PNG_SIGNATURE
         + chunk(b"IHDR", header)
         + chunk(b"IDAT", compressed[:half])
         + chunk(b"IDAT", compressed[half:])
@@ -374,7 +526,7 @@ def encode_png_with_filters(pixels: np.ndarray, filters: list[int]) -> bytes:
 def test_decode_png_batch_matches_pillow_on_real_sample(real_sample):
     pixels, _ = real_sample
     blobs = [encode_png(image) for image in pixels[:2000]]
-    decoded, through_pillow = tb.decode_png_batch(blobs)
+    decoded, through_pillow = decode_png_batch(blobs)
     assert through_pillow == 0
     np.testing.assert_array_equal(decoded, pixels[:2000])
 
@@ -385,7 +537,7 @@ def test_decode_png_batch_undoes_every_filter_type(real_sample):
     for offset in range(5):
         filters = [(offset + row) % 5 for row in range(28)]
         blobs.append(encode_png_with_filters(pixels[offset], filters))
-    decoded, through_pillow = tb.decode_png_batch(blobs)
+    decoded, through_pillow = decode_png_batch(blobs)
     assert through_pillow == 0
     for offset, blob in enumerate(blobs):
         np.testing.assert_array_equal(decoded[offset], pixels[offset])
@@ -398,7 +550,7 @@ def test_decode_png_batch_converts_rgb_through_pillow(real_sample):
     pixels, _ = real_sample
     buffer = io.BytesIO()
     Image.fromarray(pixels[0], mode="L").convert("RGB").save(buffer, format="PNG")
-    decoded, through_pillow = tb.decode_png_batch(
+    decoded, through_pillow = decode_png_batch(
         [encode_png(pixels[1]), buffer.getvalue()]
     )
     assert through_pillow == 1
@@ -411,7 +563,7 @@ def test_decode_png_batch_scales_16_bit_grayscale(real_sample):
     buffer = io.BytesIO()
     wide = pixels[2].astype(np.uint16) * 257  # 255 -> 65535
     Image.fromarray(wide).save(buffer, format="PNG")  # mode "I;16"
-    decoded, through_pillow = tb.decode_png_batch([buffer.getvalue()])
+    decoded, through_pillow = decode_png_batch([buffer.getvalue()])
     assert through_pillow == 1
     np.testing.assert_array_equal(decoded[0], pixels[2])
 
@@ -419,20 +571,20 @@ def test_decode_png_batch_scales_16_bit_grayscale(real_sample):
 def test_decode_png_batch_rejects_empty_image(real_sample):
     pixels, _ = real_sample
     with pytest.raises(ValueError, match="image 1 is empty"):
-        tb.decode_png_batch([encode_png(pixels[0]), b""])
+        decode_png_batch([encode_png(pixels[0]), b""])
 
 
 def test_decode_png_batch_rejects_wrong_size():
     buffer = io.BytesIO()
     Image.new("L", (32, 32)).save(buffer, format="PNG")
     with pytest.raises(ValueError, match="32x32"):
-        tb.decode_png_batch([buffer.getvalue()])
+        decode_png_batch([buffer.getvalue()])
 
 
 def test_decode_png_batch_rejects_truncated_png(real_sample):
     blob = encode_png(real_sample[0][0])
     with pytest.raises(ValueError, match="image 0 is not a readable PNG"):
-        tb.decode_png_batch([blob[:50]])
+        decode_png_batch([blob[:50]])
 
 
 # --- subsets and options ---------------------------------------------------------
@@ -440,7 +592,7 @@ def test_decode_png_batch_rejects_truncated_png(real_sample):
 
 def test_balanced_subset_spreads_classes():
     labels = np.repeat(np.arange(10), 30)
-    rows = tb.balanced_subset(labels, 53, 10, np.random.default_rng(0))
+    rows = balanced_subset(labels, 53, 10, np.random.default_rng(0))
     per_class = np.bincount(labels[rows], minlength=10)
     assert len(rows) == 53
     assert len(set(rows.tolist())) == 53
@@ -450,17 +602,17 @@ def test_balanced_subset_spreads_classes():
 
 def test_balanced_subset_rejects_too_many_rows():
     labels = np.repeat(np.arange(10), 3)
-    with pytest.raises(tb.BaselineError, match="--train-samples 31"):
-        tb.balanced_subset(labels, 31, 10, np.random.default_rng(0))
+    with pytest.raises(BaselineError, match="--train-samples 31"):
+        balanced_subset(labels, 31, 10, np.random.default_rng(0))
 
 
 def test_parse_train_samples_reads_counts_and_all():
-    assert tb.parse_train_samples("50,100,all") == [50, 100, None]
+    assert train_baseline.parse_train_samples("50,100,all") == [50, 100, None]
 
 
 def test_parse_train_samples_rejects_words():
-    with pytest.raises(tb.BaselineError, match="'many'"):
-        tb.parse_train_samples("50,many")
+    with pytest.raises(BaselineError, match="'many'"):
+        train_baseline.parse_train_samples("50,many")
 
 
 def test_plot_curves_writes_png_for_one_epoch(tmp_path):
@@ -472,7 +624,7 @@ def test_plot_curves_writes_png_for_one_epoch(tmp_path):
             "validation_accuracy": 0.85,
         }
     ]
-    tb.plot_curves(history, tmp_path / "curves.png")
+    plot_curves(history, tmp_path / "curves.png")
     with Image.open(tmp_path / "curves.png") as image:
         assert image.format == "PNG"
         assert image.size == (1000, 400)
@@ -625,6 +777,24 @@ def test_cli_rejects_hidden_with_logistic(trainer_build, tmp_path):
     )
     assert result.returncode == 2
     assert "--hidden 100 conflicts with --model logistic" in result.stderr
+
+
+@pytest.mark.parametrize("text", ["", "10,,5", "1024,"])
+def test_parse_sizes_rejects_empty_size(text):
+    with pytest.raises(BaselineError) as raised:
+        train_baseline.parse_sizes(text, "--hidden")
+    assert f"--hidden {text!r} is invalid" in str(raised.value)
+    assert "empty size" in str(raised.value)
+
+
+def test_cli_rejects_output_that_is_file(trainer_build, tmp_path):
+    folder, _ = trainer_build
+    target = tmp_path / "taken"
+    target.write_text("not a folder")
+    result = run_trainer(["--dataset", str(folder), "--output", str(target)], tmp_path)
+    assert result.returncode == 2
+    assert f"--output {target} is a file" in result.stderr
+    assert target.read_text() == "not a folder"
 
 
 def test_cli_reports_missing_dataset(tmp_path):

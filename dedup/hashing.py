@@ -466,21 +466,8 @@ def lanczos_weights(in_size: int, out_size: int) -> np.ndarray:
     with C's libm ``sin`` (through ``math.sin``), so the rounded weights are
     the same.
     """
-    scale = in_size / out_size
-    filter_scale = max(scale, 1.0)
-    support = LANCZOS_SUPPORT * filter_scale
-    inverse_scale = 1.0 / filter_scale
-
     matrix = np.zeros((out_size, in_size), dtype=np.float64)
-    for out_index in range(out_size):
-        center = (out_index + 0.5) * scale
-        # C's (int) cast truncates toward zero; max() then clamps to the image.
-        first = max(int(center - support + 0.5), 0)
-        stop = min(int(center + support + 0.5), in_size)
-        taps = [
-            lanczos_kernel((x - center + 0.5) * inverse_scale)
-            for x in range(first, stop)
-        ]
+    for out_index, (first, taps) in enumerate(lanczos_taps(in_size, out_size)):
         total = 0.0
         for tap in taps:
             total += tap  # summed in Pillow's order, so rounding matches
@@ -491,6 +478,26 @@ def lanczos_weights(in_size: int, out_size: int) -> np.ndarray:
             matrix[out_index, first + offset] = fixed
     matrix.flags.writeable = False
     return matrix
+
+
+def lanczos_taps(in_size: int, out_size: int) -> list[tuple[int, list[float]]]:
+    """Return, per output pixel, its first input index and Pillow's unnormalised LANCZOS taps."""
+    scale = in_size / out_size
+    filter_scale = max(scale, 1.0)
+    support = LANCZOS_SUPPORT * filter_scale
+    inverse_scale = 1.0 / filter_scale
+    rows = []
+    for out_index in range(out_size):
+        center = (out_index + 0.5) * scale
+        # C's (int) cast truncates toward zero; max() then clamps to the image.
+        first = max(int(center - support + 0.5), 0)
+        stop = min(int(center + support + 0.5), in_size)
+        taps = [
+            lanczos_kernel((x - center + 0.5) * inverse_scale)
+            for x in range(first, stop)
+        ]
+        rows.append((first, taps))
+    return rows
 
 
 def lanczos_kernel(x: float) -> float:

@@ -270,6 +270,11 @@ def find_duplicate_pairs(images: ImageSet, settings: DedupSettings) -> Duplicate
     uniform = np.flatnonzero(images.near_uniform)
     k = settings.max_distance
     variants = images.variants
+    if settings.uses_variants and variants is None:
+        raise ValueError(
+            "these settings compare variant hashes, but the image set has none; "
+            "make it with ImageSet.from_pixels or pass variants=compute_variant_hashes(...)"
+        )
     hashes = images.hashes.values[glyphs]
     check_pair_budget(hashes, hashes, settings, settings.method)
     if settings.compare_median_filtered:

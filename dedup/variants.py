@@ -13,12 +13,13 @@ those pairs can still be found:
   (or the reverse), because everything the shift loses or adds lies in the
   ring. Four directions cover all eight, as each pair is compared both ways.
 
-Each variant hash is a phash of the variant: a LANCZOS resize to 4x the hash
-size, the top-left hash_size x hash_size block of the unnormalised DCT-II,
-and one bit per coefficient above their median (ties give 0), first bit most
-significant. Resize, trim, shift and DCT are linear, so for every variant
-they collapse into one (hash_size, side) matrix per axis, applied as two
-matrix products.
+Each variant hash is a phash of the variant. The variant is resized with
+LANCZOS to 4x the hash size, and the top-left hash_size x hash_size block of
+its unnormalised DCT-II gives one bit per coefficient: set when above the
+block's median (ties give 0), first bit most significant. Resize, trim,
+shift and DCT are linear, so for every variant they collapse into one
+(hash_size, side) matrix per axis, applied as two matrix products.
+
 Unlike ``dedup.hashing``, the arithmetic is float64 without Pillow's 8-bit
 rounding between passes, so the values are not imagehash's. They equal
 imagehash's algorithm run on a float image (Pillow mode "F") up to rounding
@@ -34,13 +35,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .hashing import (
-    LANCZOS_SUPPORT,
-    TIE_TOLERANCE,
-    blas_thread_limit,
-    dct_matrix,
-    lanczos_kernel,
-)
+from .hashing import TIE_TOLERANCE, blas_thread_limit, dct_matrix, lanczos_taps
 
 # One-pixel shifts (rows, columns) of the queries. Each pair of opposite
 # directions is covered by one of them, since pairs are compared both ways.
@@ -286,20 +281,10 @@ def lanczos_float_weights(in_size: int, out_size: int) -> np.ndarray:
     The taps are Pillow's (support 3 scaled by the downscale factor, rows
     normalised to sum 1), without its rounding to 22-bit fixed point.
     """
-    scale = in_size / out_size
-    filter_scale = max(scale, 1.0)
-    support = LANCZOS_SUPPORT * filter_scale
     matrix = np.zeros((out_size, in_size))
-    for out_index in range(out_size):
-        center = (out_index + 0.5) * scale
-        first = max(int(center - support + 0.5), 0)
-        stop = min(int(center + support + 0.5), in_size)
-        taps = [
-            lanczos_kernel((x - center + 0.5) / filter_scale)
-            for x in range(first, stop)
-        ]
+    for out_index, (first, taps) in enumerate(lanczos_taps(in_size, out_size)):
         total = math.fsum(taps)
-        matrix[out_index, first:stop] = [tap / total for tap in taps]
+        matrix[out_index, first : first + len(taps)] = [tap / total for tap in taps]
     matrix.flags.writeable = False
     return matrix
 

@@ -1,8 +1,9 @@
 """Hand freed heap memory back to the operating system between build phases.
 
 NumPy allocates arrays above glibc's mmap threshold with mmap and unmaps them
-when freed, but glibc raises that threshold (up to 32 MiB) each time such an
-array is freed. Later arrays then come from the heap, and the heap keeps
+when freed. But glibc raises that threshold each time such an array is freed
+(to at most 32 MiB on 64-bit systems, per glibc's mallopt(3) page on
+M_MMAP_THRESHOLD). Later arrays then come from the heap, and the heap keeps
 their pages after they are freed. In a full-size build that left about
 200 MiB of freed memory resident after deduplication, which then counted
 toward the peak of the Parquet phase.

@@ -267,6 +267,7 @@ def test_sgd_step_matches_momentum_formula(direct_blas):
         trainer.blas = None
     elif trainer.blas is None:
         pytest.skip("NumPy's BLAS is not OpenBLAS, so NumPy does it all")
+
     # A second network computes plain gradients at the same weights.
     probe_network = Network(layer_sizes, np.random.default_rng(0), dtype=np.float64)
     probe_settings = Hyperparameters(hidden=(5, 4), dropout=0.0)
@@ -275,6 +276,7 @@ def test_sgd_step_matches_momentum_formula(direct_blas):
     probe._allocate(8)
     velocities = [np.zeros_like(p) for p in network.parameters]
     weight_count = len(network.weights)
+
     for rows in (8, 8, 5):  # the last minibatch is smaller than the buffers
         inputs = rng.uniform(-0.5, 0.5, size=(rows, 6))
         targets = rng.integers(0, 3, rows)
@@ -289,6 +291,7 @@ def test_sgd_step_matches_momentum_formula(direct_blas):
             decay = 0.01 * parameter if index < weight_count else 0.0
             velocities[index] = 0.9 * velocities[index] + 0.1 * (gradient + decay)
             expected.append(parameter - velocities[index])
+
         trainer.step(inputs, targets, learning_rate=0.1)
         for parameter, value in zip(network.parameters, expected):
             np.testing.assert_allclose(parameter, value, rtol=1e-12, atol=1e-15)

@@ -578,3 +578,18 @@ def test_rule_description_names_phash_variants_for_dhash():
 
 def test_rule_description_without_variants():
     assert plain_settings(5).describe() == "phash Hamming distance <= 5"
+
+
+def test_pairs_need_variants_for_default_rule(sample_set):
+    bare = ImageSet(
+        sample_set.hashes,
+        sample_set.digests,
+        sample_set.labels,
+        sample_set.near_uniform,
+        sample_set.uniform_pixels,
+    )
+
+    with pytest.raises(ValueError) as raised:
+        find_duplicate_pairs(bare, DedupSettings())
+    assert "image set has none" in str(raised.value)
+    assert len(find_duplicate_pairs(bare, plain_settings(4))) > 0
